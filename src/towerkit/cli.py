@@ -1,0 +1,60 @@
+"""``towerkit <domain> <verb>``: each area adds its own Typer sub-app here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from towerkit.core.errors import TowerkitError
+
+app = typer.Typer(
+    name="towerkit",
+    help="Real data to trained, evaluated and deployable PyTorch models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _add_subapps() -> None:
+    from towerkit.commands.data import app as data_app
+    from towerkit.commands.demo import demo
+    from towerkit.commands.registry import app as registry_app
+    from towerkit.zoo.cli import app as zoo_app
+
+    app.add_typer(registry_app, name="registry", help="Registered models, versions and aliases.")
+    app.add_typer(data_app, name="data", help="Named datasets and pretrained models.")
+    app.add_typer(zoo_app, name="zoo", help="Vision, audio, text and concept models.")
+    app.command("demo", help="Tour every domain's quick recipe; writes runs/demo/report.html.")(
+        demo
+    )
+
+
+_add_subapps()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a TowerkitError becomes one line on stderr and a non-zero exit."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except TowerkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

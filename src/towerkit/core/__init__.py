@@ -1,0 +1,1 @@
+"""Shared by every domain; knows nothing of any domain."""

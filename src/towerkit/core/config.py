@@ -1,0 +1,184 @@
+"""Typed dataclass configs: YAML files, ``key.sub=value`` overrides, one-line validation errors.
+
+Written here rather than taken from OmegaConf/pydantic because the errors must name the file
+(or the override) and the dotted key in one line, and configs must stay plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from towerkit.core.errors import ConfigError
+from towerkit.core.io import write_text_atomic
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against annotation ``tp``; convert only where lossless (int -> float)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option, key, source)
+            except ConfigError:
+                continue
+        raise _type_error(value, tp, key, source)
+    if origin is typing.Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(f"{source}: key '{key}': expected one of {list(get_args(tp))}, got {value!r}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise _type_error(value, tp, key, source)
+        return _build(tp, value, source, key + ".")
+    if origin in (list, Sequence, tuple):
+        if not isinstance(value, list | tuple):
+            raise _type_error(value, tp, key, source)
+        args = get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise _type_error(value, tp, key, source)
+        _, val_tp = get_args(tp) or (str, Any)
+        return {str(k): _coerce(v, val_tp, f"{key}.{k}", source) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Path and isinstance(value, str | Path):
+        return Path(value)
+    if tp is bool and not isinstance(value, bool):
+        raise _type_error(value, tp, key, source)
+    if tp is int and isinstance(value, bool):
+        raise _type_error(value, tp, key, source)
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise _type_error(value, tp, key, source)
+
+
+def _type_error(value: Any, tp: Any, key: str, source: str) -> ConfigError:
+    got = f"{value!r} ({type(value).__name__})"
+    return ConfigError(f"{source}: key '{key}': expected {_type_name(tp)}, got {got}")
+
+
+def _build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    for name in data:
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: unknown key '{prefix}{name}' (known keys: {known})")
+    kwargs = {name: _coerce(v, hints[name], prefix + name, source) for name, v in data.items()}
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing required key '{prefix}{missing[0]}'")
+    return cls(**kwargs)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested mapping, validating every key and type."""
+    return _build(cls, data, source)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, JSON/YAML-safe nested dict of a dataclass config."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML, so 3 is int and [1,2] a list)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"override {text!r}: expected key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for k in keys[:-1]:
+        child = node.get(k)
+        if not isinstance(child, dict):
+            child = {}
+            node[k] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> T:
+    """YAML file (optional) + overrides -> validated dataclass. Errors name the file or override."""
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    source = f"config file {path}" if path is not None else "config"
+    from_dict(cls, data, source)  # report file errors against the file itself
+    for text in overrides:
+        keys, value = parse_override(text)
+        _set_nested(data, keys, value)
+        from_dict(cls, data, f"override {text!r}")
+    return from_dict(cls, data, source)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def config_hash(config: Any) -> str:
+    """A stable short hash of the resolved config (for the registry's lineage)."""
+    blob = json.dumps(to_dict(config), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""zoo: vision, audio, text and concept models trained on real data."""
