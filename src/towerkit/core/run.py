@@ -1,0 +1,57 @@
+"""A run directory's life: create it with the resolved config, finish it with model + metrics + registry.
+
+runs/<domain>/<recipe>/<timestamp>/ holds config.yaml, checkpoints/, metrics.json, plots/, model/, logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from towerkit.core.config import config_hash, save_config
+from towerkit.core.io import write_json_atomic
+from towerkit.core.model import BaseModel
+from towerkit.core.paths import new_run_dir
+from towerkit.core.registry import ModelRegistry, ModelVersion, data_fingerprint
+
+
+def start_run(domain: str, recipe: str, config: Any, root: Path | None = None) -> Path:
+    """Make a fresh run directory and write the resolved config into it."""
+    run_dir = new_run_dir(domain, recipe, root)
+    save_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def finish_run(
+    run_dir: Path,
+    model: BaseModel,
+    metrics: Mapping[str, float],
+    config: Any,
+    *,
+    register_as: str | None = None,
+    data_files: Iterable[Path] = (),
+    tags: Mapping[str, str] | None = None,
+    alias: str | None = None,
+    registry: ModelRegistry | None = None,
+) -> ModelVersion | None:
+    """Save model/ and metrics.json; register a new version (and point ``alias`` at it)."""
+    model_dir = model.save_pretrained(run_dir / "model")
+    write_json_atomic(run_dir / "metrics.json", {k: float(v) for k, v in metrics.items()})
+    if register_as is None:
+        return None
+    registry = registry or ModelRegistry()
+    files = list(data_files)
+    version = registry.register(
+        register_as,
+        model_dir,
+        run_dir=run_dir,
+        metrics={k: float(v) for k, v in metrics.items()},
+        config_hash=config_hash(config),
+        data_fingerprint=data_fingerprint(files) if files else None,
+        tags=tags,
+    )
+    if alias is not None:
+        registry.set_alias(register_as, alias, version.version)
+        version = registry.get(register_as, version.version)
+    return version
