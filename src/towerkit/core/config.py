@@ -45,7 +45,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin is typing.Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(f"{source}: key '{key}': expected one of {list(get_args(tp))}, got {value!r}")
+        raise ConfigError(
+            f"{source}: key '{key}': expected one of {list(get_args(tp))}, got {value!r}"
+        )
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
             raise _type_error(value, tp, key, source)
@@ -160,9 +162,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
-) -> T:
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """YAML file (optional) + overrides -> validated dataclass. Errors name the file or override."""
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
     source = f"config file {path}" if path is not None else "config"

@@ -30,6 +30,11 @@ class BaseModel(nn.Module):
     """Subclasses set ``config_class`` (a dataclass) and build their layers from ``self.config``."""
 
     config_class: ClassVar[type]
+    _known_classes: ClassVar[dict[str, type[BaseModel]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        BaseModel._known_classes[cls.class_path()] = cls
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -52,13 +57,13 @@ class BaseModel(nn.Module):
         directory = Path(directory)
         # clone: safetensors refuses tensors that share memory (tied weights)
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        meta = {
+        meta: dict[str, Any] = {
             "class": self.class_path(),
             "config": to_dict(self.config),
             "towerkit_version": towerkit.__version__,
         }
         with atomic_dir(directory) as tmp:
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"class": meta["class"]})
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"class": self.class_path()})
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
         return directory
 
@@ -72,8 +77,9 @@ class BaseModel(nn.Module):
             raise ModelLoadError(
                 f"{directory / CONFIG_NAME}: saved class {meta['class']} is not a {cls.__name__}"
             )
-        config = from_dict(model_cls.config_class, meta["config"], str(directory / CONFIG_NAME))
+        config: Any = from_dict(model_cls.config_class, meta["config"], str(directory / CONFIG_NAME))
         model = model_cls(config)
+        assert isinstance(model, cls)
         state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
         _load_state_strict(model, state, directory / WEIGHTS_NAME)
         model.eval()
@@ -87,14 +93,19 @@ def read_model_meta(directory: Path) -> dict[str, Any]:
     try:
         meta = json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{config_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        raise ModelLoadError(
+            f"{config_path}: not valid JSON ({exc.msg}, line {exc.lineno})"
+        ) from None
     if not isinstance(meta, dict) or "class" not in meta or "config" not in meta:
         raise ModelLoadError(f"{config_path}: expected keys 'class' and 'config'")
     return meta
 
 
 def resolve_model_class(path: str, directory: Path) -> type[BaseModel]:
-    """Import only towerkit's own modules: a config.json must not choose arbitrary code."""
+    """A class already defined in this process, or one from towerkit's own modules: a config.json
+    must not choose arbitrary code to import."""
+    if path in BaseModel._known_classes:
+        return BaseModel._known_classes[path]
     module_name, _, qualname = path.rpartition(".")
     if not module_name.startswith("towerkit."):
         raise ModelLoadError(f"{directory / CONFIG_NAME}: class {path!r} is not a towerkit model")

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from towerkit.core.config import config_hash, load_config, parse_override, save_config, to_dict
+from towerkit.core.errors import ConfigError
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    kind: Literal["adamw", "sgd"] = "adamw"
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class Recipe:
+    name: str
+    epochs: int = 1
+    optim: Optim = field(default_factory=Optim)
+    max_steps: int | None = None
+    data_dir: Path = Path("data")
+    tags: dict[str, str] = field(default_factory=dict)
+    flag: bool = False
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_yaml_and_overrides_build_typed_config(tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "quick", "optim": {"lr": 1}})
+    cfg = load_config(Recipe, path, ["optim.kind=sgd", "epochs=3", "max_steps=10", "flag=true"])
+    assert cfg == Recipe(
+        name="quick", epochs=3, optim=Optim(lr=1.0, kind="sgd"), max_steps=10, flag=True
+    )
+    assert isinstance(cfg.optim.lr, float)
+    assert isinstance(cfg.data_dir, Path)
+
+
+def test_override_parses_lists_and_null(tmp_path: Path) -> None:
+    cfg = load_config(
+        Recipe,
+        write(tmp_path, {"name": "x", "max_steps": 5}),
+        ["optim.betas=[0.8, 0.9]", "max_steps=null"],
+    )
+    assert cfg.optim.betas == [0.8, 0.9]
+    assert cfg.max_steps is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lrr=1"], "override 'optim.lrr=1': unknown key 'optim.lrr'"),
+        (["epochs=three"], "key 'epochs': expected int, got 'three' (str)"),
+        (["optim.kind=adam"], "key 'optim.kind': expected one of ['adamw', 'sgd']"),
+        (["flag=1"], "key 'flag': expected bool"),
+        (["epochs"], "override 'epochs': expected key.sub=value"),
+        (["optim.betas.0=1"], "key 'optim.betas': expected list"),
+    ],
+)
+def test_bad_overrides_name_the_key(tmp_path: Path, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(Recipe, write(tmp_path, {"name": "x"}), overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file .*missing.yaml: not found"):
+        load_config(Recipe, tmp_path / "missing.yaml")
+    bad = write(tmp_path, {"name": "x", "epochs": 1.5})
+    with pytest.raises(ConfigError, match=r"recipe.yaml: key 'epochs': expected int, got 1.5"):
+        load_config(Recipe, bad)
+    with pytest.raises(ConfigError, match=r"recipe.yaml: missing required key 'name'"):
+        load_config(Recipe, write(tmp_path, {"epochs": 2}))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ is not valid YAML"):
+        load_config(Recipe, broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(Recipe, listy)
+
+
+def test_save_round_trip_and_hash(tmp_path: Path) -> None:
+    cfg = load_config(Recipe, write(tmp_path, {"name": "x", "tags": {"a": "b"}}), ["epochs=4"])
+    out = tmp_path / "run" / "config.yaml"
+    save_config(cfg, out)
+    again = load_config(Recipe, out)
+    assert again == cfg
+    assert config_hash(again) == config_hash(cfg)
+    assert config_hash(load_config(Recipe, out, ["epochs=5"])) != config_hash(cfg)
+    assert to_dict(cfg)["data_dir"] == "data"
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_parse_override_types() -> None:
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=0.5") == (["a"], 0.5)
+    assert parse_override("a=hello world") == (["a"], "hello world")
+    assert parse_override("a=") == (["a"], "")
