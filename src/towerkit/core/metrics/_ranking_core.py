@@ -86,7 +86,8 @@ def _csr_from_rows(rows: Iterable[Any], name: str) -> ItemSetsCsr:
 def check_items_below(csr: ItemSetsCsr, n_items: int, name: str) -> None:
     if csr.max_item() >= n_items:
         raise TowerkitError(
-            f"{name}: item id {csr.max_item()} is out of range for {n_items} items (0..{n_items - 1})"
+            f"{name}: item id {csr.max_item()} is out of range for {n_items} items "
+            f"(0..{n_items - 1})"
         )
 
 
@@ -221,10 +222,12 @@ class UserMeans:
     def add(self, users: np.ndarray, values: dict[str, np.ndarray]) -> None:
         for name, value in values.items():
             known = ~np.isnan(value)
-            sums = np.bincount(users[known], value[known], minlength=self.n_users)
-            counts = np.bincount(users[known], minlength=self.n_users)
-            self.sums[name] = self.sums.get(name, 0.0) + sums
-            self.counts[name] = self.counts.get(name, 0) + counts
+            if name not in self.sums:
+                self.sums[name] = np.zeros(self.n_users)
+                self.counts[name] = np.zeros(self.n_users, dtype=np.int64)
+            # add.at, not bincount: the cost follows the chunk, not the number of users
+            np.add.at(self.sums[name], users[known], value[known])
+            np.add.at(self.counts[name], users[known], 1)
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -19,7 +19,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 
 def macro_f1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Unweighted mean of per-class F1 over the labels seen in y_true or y_pred (0 when undefined)."""
+    """Unweighted mean of per-class F1 over labels seen in y_true or y_pred (undefined F1 = 0)."""
     truth, pred = _labels_pair(y_true, y_pred)
     return float(skm.f1_score(truth, pred, average="macro", zero_division=0))
 
