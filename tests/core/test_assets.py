@@ -135,13 +135,25 @@ def test_failed_refresh_keeps_the_old_cache_intact(tmp_path: Path) -> None:
     assert fetch("refresh") == path
 
 
-def test_archive_is_extracted_and_subpath_becomes_the_asset(tmp_path: Path) -> None:
-    archive = tmp_path / "release.tar.gz"
+def write_archive(archive: Path, files: dict[str, bytes]) -> None:
+    if archive.suffix == ".zip":
+        with zipfile.ZipFile(archive, "w") as bundle:
+            for name, data in files.items():
+                bundle.writestr(name, data)
+        return
     with tarfile.open(archive, "w:gz") as bundle:
-        for name, data in {"top/recordings/0_a_0.wav": b"RIFF0", "top/README": b"hi"}.items():
+        for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             bundle.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("archive_name", ["release.tar.gz", "release.zip"])
+def test_archive_is_extracted_and_subpath_becomes_the_asset(
+    tmp_path: Path, archive_name: str
+) -> None:
+    archive = tmp_path / archive_name
+    write_archive(archive, {"top/recordings/0_a_0.wav": b"RIFF0", "top/README": b"hi"})
     dataset(
         "packed",
         UrlSource(

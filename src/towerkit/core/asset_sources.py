@@ -30,14 +30,7 @@ from typing import ClassVar
 from urllib.parse import urlparse
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.paths import repo_root
@@ -145,7 +138,6 @@ def _progress() -> Progress:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        TimeRemainingColumn(),
         console=console,
         transient=True,
         disable=not console.is_terminal,  # no bar frames in logs and captured output
@@ -283,6 +275,8 @@ class PypiWheelSource(DownloadSource):
             lines = [line for line in result.stderr.splitlines() if line.strip()]
             errors = [line for line in lines if line.startswith("ERROR:")]
             reason = (errors or lines or [f"pip exited with {result.returncode}"])[0]
+            if any("Retrying" in line or "NewConnectionError" in line for line in lines):
+                reason += "; the package index was unreachable"
             raise SourceFailed(_short(reason.removeprefix("ERROR: ")))
         wheels = sorted(folder.glob("*.whl"))
         if len(wheels) != 1:
