@@ -53,7 +53,7 @@ def test_list_shows_every_zoo_asset_with_status_and_sources(
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 5}
-    assert sorted(rows) == ZOO_ASSETS
+    assert set(ZOO_ASSETS) <= set(rows)  # other domains add their own
     assert "model" in rows["all-minilm-l6-v2"]
     digits = [cell.strip() for cell in rows["digits-8x8"].split("│")[1:5]]
     assert digits == ["digits-8x8", "dataset", "available (package)", "package"]
