@@ -1,0 +1,551 @@
+"""Deployable copies of a model: ONNX (checked against ONNX Runtime) and Core ML (mlprogram).
+
+Both start from ``torch.export`` with named dynamic dimensions given in the friendly form
+``{"x": {0: "batch", 1: "seq"}}``; one name used on several inputs is one shared dimension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import Tensor, nn
+from torch.export import Dim
+from torch.utils import _pytree as pytree
+
+from towerkit.core.errors import TowerkitError
+from towerkit.core.io import atomic_dir
+
+DynamicDims = Mapping[str, Mapping[int, str]]
+# protobuf refuses messages over 2 GiB; above this many weight bytes they go to <name>.onnx.data
+MAX_INLINE_WEIGHT_BYTES = 1_500_000_000
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_ORT_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Export and compare in eval mode (batchnorm statistics, no dropout); restore afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _first_error_line(exc: BaseException) -> str:
+    """The innermost cause's first line: the exporters wrap the real reason in generic advice."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = [ln.strip() for ln in _ANSI_ESCAPE.sub("", str(root)).splitlines() if ln.strip()]
+    text = lines[0] if lines else "(no message)"
+    return f"{type(root).__name__}: {text[:300]}"
+
+
+def _check_names(example_inputs: tuple[Tensor, ...], input_names: Sequence[str]) -> None:
+    if len(input_names) != len(example_inputs):
+        raise TowerkitError(
+            f"input_names has {len(input_names)} names but example_inputs has "
+            f"{len(example_inputs)} tensors; give one name per input"
+        )
+    if len(set(input_names)) != len(input_names):
+        raise TowerkitError(f"input_names {list(input_names)} repeat a name; names must be unique")
+
+
+def _dynamic_shapes(
+    example_inputs: tuple[Tensor, ...],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_dims: DynamicDims | None,
+    max_size: int | None = None,
+) -> tuple[dict[int, Any] | None, ...] | None:
+    """Turn ``{"x": {0: "batch"}}`` into torch.export's per-input ``{0: Dim("batch")}`` tuple."""
+    if not dynamic_dims:
+        return None
+    dims: dict[str, Any] = {}
+    per_input: dict[str, dict[int, Any]] = {}
+    for name, axes in dynamic_dims.items():
+        if name in output_names and name not in input_names:
+            continue  # output shapes follow from the inputs' dimensions
+        if name not in input_names:
+            raise TowerkitError(
+                f"dynamic_dims names {name!r}, which is not one of input_names {list(input_names)}"
+            )
+        tensor = example_inputs[list(input_names).index(name)]
+        per_input[name] = {}
+        for axis, dim_name in axes.items():
+            if not 0 <= axis < tensor.dim():
+                raise TowerkitError(
+                    f"dynamic_dims[{name!r}] axis {axis} is outside the input's {tensor.dim()} axes"
+                )
+            if not dim_name.isidentifier():
+                raise TowerkitError(
+                    f"dynamic_dims[{name!r}][{axis}] = {dim_name!r}; expected an identifier"
+                )
+            if tensor.shape[axis] < 2:
+                raise TowerkitError(
+                    f"example input {name!r} has size {tensor.shape[axis]} on dynamic axis {axis} "
+                    f"({dim_name!r}); use size >= 2 or the exporter fixes that axis to a constant"
+                )
+            if dim_name not in dims:
+                bounds = {} if max_size is None else {"min": 1, "max": max_size}
+                dims[dim_name] = Dim(dim_name, **bounds)
+            per_input[name][axis] = dims[dim_name]
+    return tuple(per_input.get(name) for name in input_names)
+
+
+def _rnn_while_loop_decompositions(enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """LSTM/GRU tracing unrolls the time loop and fixes the sequence length to the example's;
+    torch.onnx uses these while-loop decompositions for dynamic shapes, so Core ML does too."""
+    if not enabled:
+        return contextlib.nullcontext()
+    try:
+        from torch.export._patches import (
+            register_gru_while_loop_decomposition,
+            register_lstm_while_loop_decomposition,
+        )
+    except ImportError:  # another torch version: plain export (sequence length stays fixed)
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(register_lstm_while_loop_decomposition())
+    stack.enter_context(register_gru_while_loop_decomposition())
+    return stack
+
+
+def _weight_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def export_onnx(
+    model: nn.Module,
+    example_inputs: tuple[Tensor, ...],
+    path: str | Path,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_dims: DynamicDims | None = None,
+    opset: int | None = None,
+    external_data: bool | None = None,
+) -> Path:
+    """Export with the dynamo exporter, run ``onnx.checker``, then move the file into place.
+
+    ``external_data=None`` keeps the weights inside the .onnx file unless they exceed
+    ``MAX_INLINE_WEIGHT_BYTES``; then they go to ``<path>.data`` beside it.
+    """
+    target = Path(path)
+    _check_names(example_inputs, input_names)
+    dynamic_shapes = _dynamic_shapes(example_inputs, input_names, output_names, dynamic_dims)
+    model_name = type(model).__name__
+    with _eval_mode(model), _quiet_exporter():
+        try:
+            program = torch.onnx.export(
+                model,
+                example_inputs,
+                dynamo=True,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_shapes=dynamic_shapes,
+                opset_version=opset,
+                verbose=False,
+            )
+        except Exception as exc:
+            raise TowerkitError(
+                f"ONNX export of {model_name} failed: {_first_error_line(exc)}"
+            ) from exc
+    if program is None:  # only the legacy exporter returns None
+        raise TowerkitError(f"ONNX export of {model_name} returned no program")
+    n_outputs = len(program.model.graph.outputs)
+    if n_outputs != len(output_names):
+        raise TowerkitError(
+            f"ONNX export of {model_name}: output_names has {len(output_names)} names but the "
+            f"model returns {n_outputs} tensors"
+        )
+    if external_data is None:
+        external_data = _weight_bytes(model) > MAX_INLINE_WEIGHT_BYTES
+    _save_checked_onnx(program, target, external_data, model_name)
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # one Dim shared by several inputs makes the exporter note each duplicate axis name
+        warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
+        yield
+
+
+def _save_checked_onnx(
+    program: torch.onnx.ONNXProgram, target: Path, external_data: bool, model_name: str
+) -> None:
+    """Save into a hidden folder beside ``target``, check, then rename (data file first)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        staged = staging / target.name
+        program.save(staged, external_data=external_data)
+        try:
+            onnx.checker.check_model(str(staged), full_check=True)
+        except Exception as exc:
+            raise TowerkitError(
+                f"{target}: the ONNX model exported from {model_name} fails onnx.checker: "
+                f"{_first_error_line(exc)}"
+            ) from exc
+        staged_data = staging / f"{target.name}.data"
+        target_data = target.with_name(staged_data.name)
+        if staged_data.exists():
+            _fsync(staged_data)
+            os.replace(staged_data, target_data)
+        elif target_data.exists():
+            target_data.unlink()  # left by an earlier export of this path with external data
+        _fsync(staged)
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ort_session(path: str | Path) -> ort.InferenceSession:
+    path = Path(path)
+    if not path.is_file():
+        raise TowerkitError(f"{path}: no such ONNX file")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; ORT warns about unused initializers
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise TowerkitError(
+            f"{path}: ONNX Runtime cannot load it: {_first_error_line(exc)}"
+        ) from exc
+
+
+class OnnxPredictor:
+    """An ONNX file on ONNX Runtime's CPU provider: ``predictor(x=array) -> [outputs]``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.session = _ort_session(self.path)
+        self._input_types = {i.name: i.type for i in self.session.get_inputs()}
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, **inputs: Any) -> list[np.ndarray]:
+        missing = [n for n in self.input_names if n not in inputs]
+        unknown = [n for n in inputs if n not in self._input_types]
+        if missing or unknown:
+            raise TowerkitError(
+                f"{self.path}: expected inputs {self.input_names}; "
+                f"missing {missing}, unknown {unknown}"
+            )
+        feed = {}
+        for name, value in inputs.items():
+            dtype = _ORT_NUMPY_TYPES.get(self._input_types[name])
+            feed[name] = np.asarray(value, dtype=dtype)
+        return list(self.session.run(self.output_names, feed))
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One input case: shapes seen, the largest |torch - onnx| and whether it is within tolerance."""
+
+    index: int
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    max_abs_diff: float
+    worst_output: str
+    ok: bool
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    path: Path
+    atol: float
+    rtol: float
+    cases: tuple[ParityCase, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(case.ok for case in self.cases)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((case.max_abs_diff for case in self.cases), default=0.0)
+
+    def assert_ok(self) -> None:
+        for case in self.cases:
+            if not case.ok:
+                raise TowerkitError(
+                    f"{self.path}: ONNX Runtime differs from PyTorch at case {case.index} "
+                    f"(input shapes {list(case.input_shapes)}): {case.problem}"
+                )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "ok": self.ok,
+            "max_abs_diff": self.max_abs_diff,
+            "cases": [vars(case) for case in self.cases],
+        }
+
+
+def check_onnx_parity(
+    model: nn.Module,
+    onnx_path: str | Path,
+    cases: Sequence[tuple[Tensor, ...]],
+    *,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> ParityReport:
+    """Run every case through the model (eval mode) and ONNX Runtime and compare all outputs."""
+    if not cases:
+        raise TowerkitError("check_onnx_parity needs at least one case of inputs")
+    predictor = OnnxPredictor(onnx_path)
+    results = []
+    with _eval_mode(model), torch.no_grad():
+        for index, case in enumerate(cases):
+            if len(case) != len(predictor.input_names):
+                raise TowerkitError(
+                    f"parity case {index} has {len(case)} tensors but {predictor.path} takes "
+                    f"{len(predictor.input_names)} inputs {predictor.input_names}"
+                )
+            expected = [t.detach().cpu().numpy() for t in pytree.tree_leaves(model(*case))]
+            feed = {
+                n: t.detach().cpu().numpy()
+                for n, t in zip(predictor.input_names, case, strict=True)
+            }
+            results.append(
+                _compare_case(index, case, expected, predictor(**feed), predictor, atol, rtol)
+            )
+    return ParityReport(Path(onnx_path), atol, rtol, tuple(results))
+
+
+def _compare_case(
+    index: int,
+    case: tuple[Tensor, ...],
+    expected: list[np.ndarray],
+    actual: list[np.ndarray],
+    predictor: OnnxPredictor,
+    atol: float,
+    rtol: float,
+) -> ParityCase:
+    input_shapes = tuple(tuple(t.shape) for t in case)
+    output_shapes = tuple(tuple(a.shape) for a in actual)
+    if len(expected) != len(actual):
+        problem = f"PyTorch returns {len(expected)} outputs, ONNX Runtime {len(actual)}"
+        return ParityCase(index, input_shapes, output_shapes, float("inf"), "", False, problem)
+    worst_diff, worst_name, problems = 0.0, predictor.output_names[0], []
+    for name, ref, got in zip(predictor.output_names, expected, actual, strict=True):
+        if ref.shape != got.shape:
+            problems.append(
+                f"output {name!r} has shape {got.shape} in ONNX Runtime, {ref.shape} in PyTorch"
+            )
+            worst_diff, worst_name = float("inf"), name
+            continue
+        ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
+        diff = float(np.max(np.abs(ref64 - got64))) if ref.size else 0.0
+        if diff >= worst_diff:
+            worst_diff, worst_name = diff, name
+        if not np.allclose(got64, ref64, atol=atol, rtol=rtol, equal_nan=True):
+            problems.append(
+                f"output {name!r} max abs diff {diff:.3g} exceeds atol={atol:g} + rtol={rtol:g}*|ref|"
+            )
+    return ParityCase(
+        index,
+        input_shapes,
+        output_shapes,
+        worst_diff,
+        worst_name,
+        not problems,
+        "; ".join(problems),
+    )
+
+
+def measure_latency(
+    fn: Callable[[], object], n_warmup: int = 10, n_iter: int = 100
+) -> dict[str, float]:
+    """Wall-clock latency of ``fn()`` in milliseconds after ``n_warmup`` untimed calls."""
+    if n_warmup < 0 or n_iter < 1:
+        raise TowerkitError(
+            f"measure_latency: need n_warmup >= 0 and n_iter >= 1, got {n_warmup}, {n_iter}"
+        )
+    for _ in range(n_warmup):
+        fn()
+    elapsed_ms = np.empty(n_iter)
+    for i in range(n_iter):
+        start = time.perf_counter()
+        fn()
+        elapsed_ms[i] = (time.perf_counter() - start) * 1000.0
+    return {
+        "p50_ms": float(np.percentile(elapsed_ms, 50)),
+        "p99_ms": float(np.percentile(elapsed_ms, 99)),
+        "mean_ms": float(elapsed_ms.mean()),
+    }
+
+
+# ---------------------------------------------------------------- Core ML
+
+
+def export_coreml(
+    model: nn.Module,
+    example_inputs: tuple[Tensor, ...],
+    path: str | Path,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_dims: DynamicDims | None = None,
+    minimum_deployment_target: str | enum.Enum | None = None,
+    max_dim_size: int = 4096,
+    compute_precision: str = "float16",
+) -> Path:
+    """Convert ``torch.export(...).run_decompositions({})`` with coremltools to an .mlpackage.
+
+    Core ML ML programs need an upper bound on every dynamic dimension: ``max_dim_size``.
+    ``minimum_deployment_target`` is a ``coremltools.target`` member or its name ("iOS16").
+    """
+    ct = _import_coremltools()
+    target = Path(path)
+    if target.suffix != ".mlpackage":
+        raise TowerkitError(f"{target}: a Core ML ML program is a folder ending in .mlpackage")
+    if compute_precision not in ("float16", "float32"):
+        raise TowerkitError(f"compute_precision={compute_precision!r}; expected float16 or float32")
+    _check_names(example_inputs, input_names)
+    dynamic_shapes = _dynamic_shapes(
+        example_inputs, input_names, output_names, dynamic_dims, max_size=max_dim_size
+    )
+    model_name = type(model).__name__
+    with _eval_mode(model):
+        exported = _export_program(model, example_inputs, input_names, dynamic_shapes)
+        with torch.no_grad():
+            example_outputs = pytree.tree_leaves(model(*example_inputs))
+    if len(example_outputs) != len(output_names):
+        raise TowerkitError(
+            f"Core ML export of {model_name}: output_names has {len(output_names)} names but the "
+            f"model returns {len(example_outputs)} tensors"
+        )
+    _register_coreml_rnn_aliases()
+    try:
+        mlmodel = ct.convert(
+            exported,
+            inputs=[ct.TensorType(name=name) for name in input_names],
+            # float outputs stay float32 even where a new target would default them to float16
+            outputs=[
+                ct.TensorType(name=name, dtype=np.float32 if out.is_floating_point() else None)
+                for name, out in zip(output_names, example_outputs, strict=True)
+            ],
+            convert_to="mlprogram",
+            minimum_deployment_target=_coreml_target(ct, minimum_deployment_target),
+            compute_precision=getattr(ct.precision, compute_precision.upper()),
+            skip_model_load=sys.platform != "darwin",  # only macOS can compile and load it
+        )
+    except Exception as exc:
+        raise TowerkitError(
+            f"Core ML conversion of {model_name} failed: {_first_error_line(exc)}"
+        ) from exc
+    _save_mlpackage(mlmodel, target)
+    return target
+
+
+def _export_program(
+    model: nn.Module,
+    example_inputs: tuple[Tensor, ...],
+    input_names: Sequence[str],
+    dynamic_shapes: tuple[dict[int, Any] | None, ...] | None,
+) -> torch.export.ExportedProgram:
+    """torch.export + run_decompositions({}), both under the RNN while-loop decompositions:
+    outside them run_decompositions re-traces LSTMs and silently fixes the sequence length."""
+    try:
+        with _rnn_while_loop_decompositions(dynamic_shapes is not None):
+            exported = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
+            exported = exported.run_decompositions({})
+    except Exception as exc:
+        raise TowerkitError(
+            f"torch.export of {type(model).__name__} failed: {_first_error_line(exc)}"
+        ) from exc
+    user_inputs = [
+        node.meta["val"]
+        for node in exported.graph.nodes
+        if node.op == "placeholder" and node.name in exported.graph_signature.user_inputs
+    ]
+    for name, value, axes in zip(input_names, user_inputs, dynamic_shapes or (), strict=False):
+        for axis, dim in (axes or {}).items():
+            if not isinstance(value.shape[axis], torch.SymInt):
+                raise TowerkitError(
+                    f"torch.export of {type(model).__name__} fixed dynamic axis {axis} "
+                    f"({dim.__name__!r}) of input {name!r} to {value.shape[axis]}"
+                )
+    return exported
+
+
+def _import_coremltools() -> Any:
+    try:
+        import coremltools
+    except ImportError as exc:
+        raise TowerkitError(
+            "Core ML export needs coremltools: pip install 'towerkit[coreml]'"
+        ) from exc
+    return coremltools
+
+
+def _coreml_target(ct: Any, target: str | enum.Enum | None) -> Any:
+    if target is None or isinstance(target, enum.Enum):
+        return target
+    names = [member.name for member in ct.target]
+    if target not in names:
+        raise TowerkitError(f"minimum_deployment_target={target!r}; expected one of {names}")
+    return ct.target[target]
+
+
+def _register_coreml_rnn_aliases() -> None:
+    """coremltools 9.0 converts TorchScript's ``lstm`` but has no name for torch.export's
+    ``aten.lstm.input``, although the op and its nine arguments are the same."""
+    from coremltools.converters.mil.frontend.torch import ops, register_torch_op
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+
+    if _TORCH_OPS_REGISTRY.get_func("lstm.input") is None:
+        register_torch_op(ops.lstm, torch_alias=["lstm.input"], override=True)
+
+
+def _save_mlpackage(mlmodel: Any, target: Path) -> None:
+    """coremltools only saves to a path ending in .mlpackage; stage it inside the atomic folder."""
+    with atomic_dir(target) as folder:
+        staged = folder / target.name
+        mlmodel.save(str(staged))
+        for child in staged.iterdir():
+            os.replace(child, folder / child.name)
+        staged.rmdir()
