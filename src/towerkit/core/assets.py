@@ -162,7 +162,7 @@ def get_asset(name: str) -> Asset:
 
 def cache_dir(name: str) -> Path:
     """``TOWERKIT_HOME/assets/<name>``: manifest.json, and files/ for downloaded sources."""
-    return towerkit_home() / "assets" / name
+    return towerkit_home().absolute() / "assets" / name  # manifests record absolute paths
 
 
 def _manifest_path(name: str) -> Path:
