@@ -114,6 +114,12 @@ def test_version_numbers_are_never_reused(registry: ModelRegistry, model_dir: Pa
     with pytest.raises(TowerkitError) as err:
         registry.get("m", 2)
     assert str(err.value) == "registry: model 'm' has no version 2 (versions: 1, 4)"
+    registry.delete_version("m", 1)
+    registry.delete_version("m", 4)
+    assert registry.get_model("m").versions == []
+    with pytest.raises(TowerkitError, match="registry: model 'm' has no versions left"):
+        registry.resolve("m")
+    assert registry.register("m", model_dir, git_commit=None).version == 5
 
 
 def test_resolve_forms(registry: ModelRegistry, model_dir: Path) -> None:

@@ -165,10 +165,9 @@ class ModelRegistry:
         if alias is not None and alias != "latest":
             version = db.require_alias(conn, name, alias)
         if version is None:
-            numbers = db.version_numbers(conn, name)
-            if not numbers:
+            version = db.latest_version(conn, name)
+            if version is None:
                 raise TowerkitError(f"registry: model '{name}' has no versions left")
-            version = numbers[-1]
         db.require_version(conn, name, version)
         return self._load(conn, name, version)[0]
 

@@ -177,10 +177,16 @@ def version_numbers(conn: sqlite3.Connection, name: str) -> list[int]:
     return [r[0] for r in rows]
 
 
+def latest_version(conn: sqlite3.Connection, name: str) -> int | None:
+    row = conn.execute("SELECT max(version) FROM versions WHERE name = ?", (name,)).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
 def require_version(conn: sqlite3.Connection, name: str, version: int) -> None:
-    require_model(conn, name)
-    numbers = version_numbers(conn, name)
-    if version not in numbers:
+    found = "SELECT 1 FROM versions WHERE name = ? AND version = ?"
+    if conn.execute(found, (name, version)).fetchone() is None:
+        require_model(conn, name)
+        numbers = version_numbers(conn, name)
         raise TowerkitError(
             f"registry: model '{name}' has no version {version} "
             f"(versions: {format_versions(numbers)})"
