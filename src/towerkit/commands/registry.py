@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True, help="Registered models, versions and al
 
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="Registry database file [default: $TOWERKIT_HOME/registry.db]."),
+    typer.Option("--db", help="Registry database file (default: $TOWERKIT_HOME/registry.db)."),
 ]
 RefArg = Annotated[str, typer.Argument(metavar="NAME[/V|@ALIAS]", show_default=False)]
 
