@@ -12,6 +12,7 @@ from sklearn.metrics import ndcg_score, roc_auc_score
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.metrics import (
+    _ranking_core,
     candidates_from_full_scores,
     embedding_candidate_score_fn,
     embedding_score_fn,
@@ -117,8 +118,15 @@ def _brute_force(
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_brute_force_reference_with_ties_and_masks(seed: int) -> None:
+@pytest.mark.parametrize("direct_up_to", [0, 2, 100])  # sort only, both ways, compare only
+def test_matches_brute_force_reference_with_ties_and_masks(
+    seed: int, direct_up_to: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ranking_core, "DIRECT_COUNT_MAX_POSITIVES", direct_up_to)
     scores, positives, exclude = _random_case(seed)
+    scores[0, :] = float("-inf")  # a model that rules items out: ties at -inf with the fillers
+    scores[1, ::2] = float("inf")
+    positives[0], positives[1] = {3, 7}, {0, 1, 5}
     ks = (1, 5, 10)
     result = score_matrix_metrics(torch.from_numpy(scores), positives, ks, exclude, chunk_size=7)
     assert result == pytest.approx(_brute_force(scores, positives, exclude, ks))
@@ -171,6 +179,10 @@ def test_chunked_equals_unchunked_and_chunk_size_is_respected() -> None:
         assert max(calls) <= chunk_size
         assert sum(calls) == with_positives  # every user with a positive, once
     assert results[0] == pytest.approx(results[1]) and results[1] == pytest.approx(results[2])
+    with_bar = full_ranking_metrics(
+        embedding_score_fn(user_emb, item_emb), positives, (5, 20), exclude, progress=True
+    )
+    assert with_bar == pytest.approx(results[0])
     dense = (user_emb @ item_emb.T).numpy()
     assert score_matrix_metrics(dense, positives, (5, 20), exclude) == pytest.approx(results[0])
 

@@ -208,6 +208,7 @@ def leave_one_out_metrics(
     num_negatives: int | None = None,
     seed: int = 0,
     chunk_size: int = 1024,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Next-item evaluation with one held-out item per user: ``targets[u]`` for user (row) u.
 
@@ -226,16 +227,10 @@ def leave_one_out_metrics(
         )
     one_each = ItemSetsCsr(np.arange(len(target_array) + 1), target_array.astype(np.int64))
     if num_negatives is None:
-        return full_ranking_metrics(score_fn, one_each, ks, exclude, chunk_size, n_items)
+        return full_ranking_metrics(score_fn, one_each, ks, exclude, chunk_size, n_items, progress)
+    candidate_fn = candidates_from_full_scores(score_fn)
     return sampled_ranking_metrics(
-        candidates_from_full_scores(score_fn),
-        one_each,
-        n_items,
-        num_negatives,
-        ks,
-        exclude,
-        seed,
-        chunk_size,
+        candidate_fn, one_each, n_items, num_negatives, ks, exclude, seed, chunk_size, progress
     )
 
 
