@@ -336,14 +336,21 @@ def coreml_io(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return inputs, outputs
 
 
-COREML_CASES = {
-    "mlp": (MLP, lambda: (torch.randn(4, 8),), ["x"], {"x": {0: "batch"}}),
-    "cnn": (SmallCNN, lambda: (torch.randn(4, 1, 16, 16),), ["image"], {"image": {0: "batch"}}),
+COREML_CASES = {  # class, example inputs, input names, dynamic dims, deployment target
+    "mlp": (MLP, lambda: (torch.randn(4, 8),), ["x"], {"x": {0: "batch"}}, "iOS17"),
+    "cnn": (
+        SmallCNN,
+        lambda: (torch.randn(4, 1, 16, 16),),
+        ["image"],
+        {"image": {0: "batch"}},
+        None,
+    ),
     "lstm": (
         LengthsLSTM,
         lambda: (torch.randn(4, 7, 6), lengths(4, 7)),
         ["x", "lengths"],
         {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}},
+        None,
     ),
 }
 COREML_SPECS = {
@@ -355,7 +362,7 @@ COREML_SPECS = {
 
 @pytest.mark.parametrize("name", sorted(COREML_CASES))
 def test_coreml_conversion_writes_package_with_dynamic_spec(tmp_path: Path, name: str) -> None:
-    cls, make_inputs, input_names, dynamic_dims = COREML_CASES[name]
+    cls, make_inputs, input_names, dynamic_dims, deployment_target = COREML_CASES[name]
     model = seeded(cls)
     path = export_coreml(
         model,
@@ -364,12 +371,13 @@ def test_coreml_conversion_writes_package_with_dynamic_spec(tmp_path: Path, name
         input_names=input_names,
         output_names=["logits"],
         dynamic_dims=dynamic_dims,
+        minimum_deployment_target=deployment_target,
         max_dim_size=64,
     )
     assert (path / "Manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.mlpackage"]
     inputs, outputs = coreml_io(path)
-    assert inputs == COREML_SPECS[name]
+    assert inputs == COREML_SPECS[name]  # float32 even for iOS17, which defaults to float16
     assert outputs == {"logits": "FLOAT32"}
     if sys.platform == "darwin":
         assert_coreml_predicts_like_torch(model, path, input_names, make_inputs())
@@ -422,6 +430,29 @@ def test_coreml_transformer_turns_bool_mask_into_float_input(tmp_path: Path) -> 
     assert inputs["x"] == ("FLOAT32", [(1, 128), (1, 128), (6, 6)])
     assert inputs["padding_mask"] == ("FLOAT32", [(1, 128), (1, 128)])  # Core ML has no bool I/O
     assert outputs == {"logits": "FLOAT32"}
+
+
+class LastStepGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(6, 8, batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gru(x)[0][:, -1]
+
+
+def test_coreml_names_the_unsupported_gru_op(tmp_path: Path) -> None:
+    with pytest.raises(
+        TowerkitError, match=r"Core ML conversion of LastStepGRU failed: .*gru\.input"
+    ):
+        export_coreml(
+            LastStepGRU(),
+            (torch.randn(2, 5, 6),),
+            tmp_path / "gru.mlpackage",
+            input_names=["x"],
+            output_names=["h"],
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_coreml_errors_leave_nothing(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,22 +121,32 @@ def _dynamic_shapes(
     return tuple(per_input.get(name) for name in input_names)
 
 
-def _rnn_while_loop_decompositions(enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """LSTM/GRU tracing unrolls the time loop and fixes the sequence length to the example's;
-    torch.onnx uses these while-loop decompositions for dynamic shapes, so Core ML does too."""
+def _lstm_while_loop_decomposition(enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """Tracing an LSTM unrolls its time loop and fixes the sequence length to the example's;
+    torch.onnx uses this while-loop decomposition for dynamic shapes, so Core ML does too."""
     if not enabled:
         return contextlib.nullcontext()
     try:
-        from torch.export._patches import (
-            register_gru_while_loop_decomposition,
-            register_lstm_while_loop_decomposition,
-        )
-    except ImportError:  # another torch version: plain export (sequence length stays fixed)
+        from torch.export._patches import register_lstm_while_loop_decomposition
+    except ImportError:  # another torch version: torch.export refuses a dynamic length
         return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    stack.enter_context(register_lstm_while_loop_decomposition())
-    stack.enter_context(register_gru_while_loop_decomposition())
-    return stack
+    return register_lstm_while_loop_decomposition()
+
+
+def _assert_axes_stay_dynamic(
+    model_name: str,
+    input_names: Sequence[str],
+    shapes: Sequence[Sequence[object]],
+    dynamic_shapes: tuple[dict[int, Any] | None, ...] | None,
+) -> None:
+    """An exporter may fix a dimension the user asked to keep dynamic; say so, never ship it."""
+    for name, shape, axes in zip(input_names, shapes, dynamic_shapes or (), strict=False):
+        for axis, dim in (axes or {}).items():
+            if isinstance(shape[axis], int):  # symbolic sizes are SymInt / SymbolicDim
+                raise TowerkitError(
+                    f"exporting {model_name} fixed dynamic axis {axis} ({dim.__name__!r}) "
+                    f"of input {name!r} to {shape[axis]}"
+                )
 
 
 def _weight_bytes(model: nn.Module) -> int:
@@ -171,7 +181,9 @@ def export_onnx(
     _check_names(example_inputs, input_names)
     dynamic_shapes = _dynamic_shapes(example_inputs, input_names, output_names, dynamic_dims)
     model_name = type(model).__name__
-    with _eval_mode(model), _quiet_exporter():
+    with _eval_mode(model), warnings.catch_warnings():
+        # one Dim shared by several inputs makes the exporter note each duplicate axis name
+        warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
         try:
             program = torch.onnx.export(
                 model,
@@ -189,7 +201,10 @@ def export_onnx(
             ) from exc
     if program is None:  # only the legacy exporter returns None
         raise TowerkitError(f"ONNX export of {model_name} returned no program")
-    n_outputs = len(program.model.graph.outputs)
+    graph = program.model.graph
+    input_shapes = [list(value.shape or ()) for value in graph.inputs]
+    _assert_axes_stay_dynamic(model_name, input_names, input_shapes, dynamic_shapes)
+    n_outputs = len(graph.outputs)
     if n_outputs != len(output_names):
         raise TowerkitError(
             f"ONNX export of {model_name}: output_names has {len(output_names)} names but the "
@@ -199,14 +214,6 @@ def export_onnx(
         external_data = _weight_bytes(model) > MAX_INLINE_WEIGHT_BYTES
     _save_checked_onnx(program, target, external_data, model_name)
     return target
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    with warnings.catch_warnings():
-        # one Dim shared by several inputs makes the exporter note each duplicate axis name
-        warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
-        yield
 
 
 def _save_checked_onnx(
@@ -314,13 +321,12 @@ class ParityReport:
                 )
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (for metrics.json)."""
         return {
+            **asdict(self),
             "path": str(self.path),
-            "atol": self.atol,
-            "rtol": self.rtol,
             "ok": self.ok,
             "max_abs_diff": self.max_abs_diff,
-            "cases": [vars(case) for case in self.cases],
         }
 
 
@@ -458,16 +464,13 @@ def export_coreml(
             f"Core ML export of {model_name}: output_names has {len(output_names)} names but the "
             f"model returns {len(example_outputs)} tensors"
         )
-    _register_coreml_rnn_aliases()
+    _register_coreml_lstm_alias()
     try:
         mlmodel = ct.convert(
             exported,
-            inputs=[ct.TensorType(name=name) for name in input_names],
-            # float outputs stay float32 even where a new target would default them to float16
-            outputs=[
-                ct.TensorType(name=name, dtype=np.float32 if out.is_floating_point() else None)
-                for name, out in zip(output_names, example_outputs, strict=True)
-            ],
+            # float I/O stays float32 even where iOS16+ targets would default it to float16
+            inputs=_coreml_tensor_types(ct, input_names, example_inputs),
+            outputs=_coreml_tensor_types(ct, output_names, example_outputs),
             convert_to="mlprogram",
             minimum_deployment_target=_coreml_target(ct, minimum_deployment_target),
             compute_precision=getattr(ct.precision, compute_precision.upper()),
@@ -487,28 +490,22 @@ def _export_program(
     input_names: Sequence[str],
     dynamic_shapes: tuple[dict[int, Any] | None, ...] | None,
 ) -> torch.export.ExportedProgram:
-    """torch.export + run_decompositions({}), both under the RNN while-loop decompositions:
-    outside them run_decompositions re-traces LSTMs and silently fixes the sequence length."""
+    """torch.export + run_decompositions({}), both under the LSTM while-loop decomposition:
+    outside it run_decompositions re-traces LSTMs and silently fixes the sequence length."""
     try:
-        with _rnn_while_loop_decompositions(dynamic_shapes is not None):
+        with _lstm_while_loop_decomposition(dynamic_shapes is not None):
             exported = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
             exported = exported.run_decompositions({})
     except Exception as exc:
         raise TowerkitError(
             f"torch.export of {type(model).__name__} failed: {_first_error_line(exc)}"
         ) from exc
-    user_inputs = [
-        node.meta["val"]
+    user_shapes = [
+        list(node.meta["val"].shape)
         for node in exported.graph.nodes
         if node.op == "placeholder" and node.name in exported.graph_signature.user_inputs
     ]
-    for name, value, axes in zip(input_names, user_inputs, dynamic_shapes or (), strict=False):
-        for axis, dim in (axes or {}).items():
-            if not isinstance(value.shape[axis], torch.SymInt):
-                raise TowerkitError(
-                    f"torch.export of {type(model).__name__} fixed dynamic axis {axis} "
-                    f"({dim.__name__!r}) of input {name!r} to {value.shape[axis]}"
-                )
+    _assert_axes_stay_dynamic(type(model).__name__, input_names, user_shapes, dynamic_shapes)
     return exported
 
 
@@ -522,6 +519,13 @@ def _import_coremltools() -> Any:
     return coremltools
 
 
+def _coreml_tensor_types(ct: Any, names: Sequence[str], tensors: Sequence[Tensor]) -> list[Any]:
+    return [
+        ct.TensorType(name=name, dtype=np.float32 if tensor.is_floating_point() else None)
+        for name, tensor in zip(names, tensors, strict=True)
+    ]
+
+
 def _coreml_target(ct: Any, target: str | enum.Enum | None) -> Any:
     if target is None or isinstance(target, enum.Enum):
         return target
@@ -531,9 +535,10 @@ def _coreml_target(ct: Any, target: str | enum.Enum | None) -> Any:
     return ct.target[target]
 
 
-def _register_coreml_rnn_aliases() -> None:
+def _register_coreml_lstm_alias() -> None:
     """coremltools 9.0 converts TorchScript's ``lstm`` but has no name for torch.export's
-    ``aten.lstm.input``, although the op and its nine arguments are the same."""
+    ``aten.lstm.input``, although the op and its nine arguments are the same. (Its ``gru``
+    converter cannot be aliased the same way: it expects TorchScript's two output names.)"""
     from coremltools.converters.mil.frontend.torch import ops, register_torch_op
     from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
 
