@@ -342,6 +342,7 @@ def check_onnx_parity(
     if not cases:
         raise TowerkitError("check_onnx_parity needs at least one case of inputs")
     predictor = OnnxPredictor(onnx_path)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     results = []
     with _eval_mode(model), torch.no_grad():
         for index, case in enumerate(cases):
@@ -350,56 +351,50 @@ def check_onnx_parity(
                     f"parity case {index} has {len(case)} tensors but {predictor.path} takes "
                     f"{len(predictor.input_names)} inputs {predictor.input_names}"
                 )
-            expected = [t.detach().cpu().numpy() for t in pytree.tree_leaves(model(*case))]
-            feed = {
-                n: t.detach().cpu().numpy()
-                for n, t in zip(predictor.input_names, case, strict=True)
-            }
+            outputs = pytree.tree_leaves(model(*(t.to(device) for t in case)))
+            expected = [t.detach().cpu().numpy() for t in outputs]
+            arrays = [t.detach().cpu().numpy() for t in case]
+            actual = predictor(**dict(zip(predictor.input_names, arrays, strict=True)))
+            problems, worst = _compare_outputs(predictor.output_names, expected, actual, atol, rtol)
             results.append(
-                _compare_case(index, case, expected, predictor(**feed), predictor, atol, rtol)
+                ParityCase(
+                    index=index,
+                    input_shapes=tuple(a.shape for a in arrays),
+                    output_shapes=tuple(a.shape for a in actual),
+                    max_abs_diff=worst[0],
+                    worst_output=worst[1],
+                    ok=not problems,
+                    problem="; ".join(problems),
+                )
             )
     return ParityReport(Path(onnx_path), atol, rtol, tuple(results))
 
 
-def _compare_case(
-    index: int,
-    case: tuple[Tensor, ...],
-    expected: list[np.ndarray],
-    actual: list[np.ndarray],
-    predictor: OnnxPredictor,
+def _compare_outputs(
+    names: Sequence[str],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
     atol: float,
     rtol: float,
-) -> ParityCase:
-    input_shapes = tuple(tuple(t.shape) for t in case)
-    output_shapes = tuple(tuple(a.shape) for a in actual)
+) -> tuple[list[str], tuple[float, str]]:
+    """Problems found (empty: all close) and the (max abs diff, output name) of the worst."""
     if len(expected) != len(actual):
         problem = f"PyTorch returns {len(expected)} outputs, ONNX Runtime {len(actual)}"
-        return ParityCase(index, input_shapes, output_shapes, float("inf"), "", False, problem)
-    worst_diff, worst_name, problems = 0.0, predictor.output_names[0], []
-    for name, ref, got in zip(predictor.output_names, expected, actual, strict=True):
+        return [problem], (float("inf"), "")
+    problems, worst = [], (0.0, names[0] if names else "")
+    for name, ref, got in zip(names, expected, actual, strict=True):
         if ref.shape != got.shape:
-            problems.append(
-                f"output {name!r} has shape {got.shape} in ONNX Runtime, {ref.shape} in PyTorch"
-            )
-            worst_diff, worst_name = float("inf"), name
+            problems.append(f"output {name!r} has shape {got.shape} in ONNX, {ref.shape} in torch")
+            worst = (float("inf"), name)
             continue
         ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
         diff = float(np.max(np.abs(ref64 - got64))) if ref.size else 0.0
-        if diff >= worst_diff:
-            worst_diff, worst_name = diff, name
+        worst = max(worst, (diff, name), key=lambda pair: pair[0])
         if not np.allclose(got64, ref64, atol=atol, rtol=rtol, equal_nan=True):
             problems.append(
                 f"output {name!r} max abs diff {diff:.3g} exceeds atol={atol:g} + rtol={rtol:g}*|ref|"
             )
-    return ParityCase(
-        index,
-        input_shapes,
-        output_shapes,
-        worst_diff,
-        worst_name,
-        not problems,
-        "; ".join(problems),
-    )
+    return problems, worst
 
 
 def measure_latency(
