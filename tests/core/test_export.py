@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -318,6 +319,11 @@ def test_measure_latency_reports_percentiles() -> None:
 
 # ---------------------------------------------------------------- Core ML
 
+needs_coremltools = pytest.mark.skipif(
+    importlib.util.find_spec("coremltools") is None,
+    reason="coremltools is not installed (pip install 'towerkit[coreml]')",
+)
+
 
 def coreml_io(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Names -> (data type, [(lower, upper) per axis]) from the saved package's spec."""
@@ -361,6 +367,7 @@ COREML_SPECS = {
 
 
 @pytest.mark.parametrize("name", sorted(COREML_CASES))
+@needs_coremltools
 def test_coreml_conversion_writes_package_with_dynamic_spec(tmp_path: Path, name: str) -> None:
     cls, make_inputs, input_names, dynamic_dims, deployment_target = COREML_CASES[name]
     model = seeded(cls)
@@ -400,6 +407,7 @@ def assert_coreml_predicts_like_torch(
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS")
+@needs_coremltools
 def test_coreml_prediction_follows_dynamic_batch(tmp_path: Path) -> None:
     model = seeded(MLP)
     path = export_coreml(
@@ -416,6 +424,7 @@ def test_coreml_prediction_follows_dynamic_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_coremltools
 def test_coreml_transformer_turns_bool_mask_into_float_input(tmp_path: Path) -> None:
     path = export_coreml(
         seeded(MaskedTransformer),
@@ -441,6 +450,7 @@ class LastStepGRU(nn.Module):
         return self.gru(x)[0][:, -1]
 
 
+@needs_coremltools
 def test_coreml_names_the_unsupported_gru_op(tmp_path: Path) -> None:
     with pytest.raises(
         TowerkitError, match=r"Core ML conversion of LastStepGRU failed: .*gru\.input"
@@ -455,6 +465,7 @@ def test_coreml_names_the_unsupported_gru_op(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_coremltools
 def test_coreml_errors_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(TowerkitError, match=r"DataDependentBranch.*GuardOnDataDependentSymNode"):
         export_coreml(
