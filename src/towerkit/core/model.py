@@ -77,7 +77,9 @@ class BaseModel(nn.Module):
             raise ModelLoadError(
                 f"{directory / CONFIG_NAME}: saved class {meta['class']} is not a {cls.__name__}"
             )
-        config: Any = from_dict(model_cls.config_class, meta["config"], str(directory / CONFIG_NAME))
+        config: Any = from_dict(
+            model_cls.config_class, meta["config"], str(directory / CONFIG_NAME)
+        )
         model = model_cls(config)
         assert isinstance(model, cls)
         state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
