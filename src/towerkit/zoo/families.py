@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -83,6 +83,8 @@ class FamilyData:
     collate_fn: CollateFn | None = None
     data_files: list[Path] = field(default_factory=list)  # for the registry's data fingerprint
     description: str = ""  # one line for reports, e.g. "Fashion-MNIST: 54000/6000/10000"
+    # facts build_model needs (image size, normalisation statistics measured on train, ...)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,6 +253,13 @@ def batches(
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 
 
+def dataset_size(dataset: Dataset[Any]) -> int:
+    """len() of a map-style dataset (torch's Dataset type does not declare __len__)."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no length")
+    return len(dataset)
+
+
 def first_batch(
     dataset: Dataset[Any], size: int, collate_fn: CollateFn | None, start: int = 0
 ) -> Batch:
@@ -293,6 +302,14 @@ def top_k_classes(
     ]
 
 
+def model_class_names(model: nn.Module) -> list[str]:
+    """``model.config.class_names`` when it names every class, else "0", "1", ..."""
+    config = getattr(model, "config", None)
+    names = list(getattr(config, "class_names", []) or [])
+    count = int(getattr(config, "num_classes", len(names)))
+    return names if len(names) == count else [str(i) for i in range(count)]
+
+
 def metrics_dict(values: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items()}
 
@@ -301,18 +318,14 @@ def classification_evaluation(
     logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
 ) -> Evaluation:
     """accuracy, macro-F1 and mean cross-entropy of a classifier's logits."""
-    from sklearn.metrics import accuracy_score, f1_score
+    from towerkit.core.metrics import accuracy, macro_f1
 
     pred = logits.argmax(axis=1)
     log_probs = torch.log_softmax(torch.from_numpy(logits).float(), dim=1)
     nll = -log_probs[torch.arange(len(labels)), torch.from_numpy(labels).long()].mean()
     metrics = {
-        "accuracy": float(accuracy_score(labels, pred)),
-        "macro_f1": float(
-            f1_score(
-                labels, pred, average="macro", labels=list(range(len(class_names))), zero_division=0
-            )
-        ),
+        "accuracy": accuracy(labels, pred),
+        "macro_f1": macro_f1(labels, pred),
         "loss": float(nll),
     }
     return Evaluation(metrics, y_true=labels, y_pred=pred, class_names=list(class_names))
