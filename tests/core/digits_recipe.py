@@ -3,8 +3,9 @@
     python digits_recipe.py RUN_DIR OUT_PREFIX [--resume] [--step-sleep SECONDS]
 
 Two stages (head only, then everything), dropout, gradient accumulation, checkpoints every 5
-optimizer steps, and NumPy + Python randomness in the loss so that every RNG a resume restores
-matters. At the end each process writes OUT_PREFIX.process<N>.safetensors (its final weights)
+optimizer steps, random augmentation from torch's RNG inside the Dataset (the pitfall of
+prefetching loaders) and NumPy + Python randomness in the loss, so that every RNG and the data
+position a resume restores matter. At the end each process writes OUT_PREFIX.process<N>.safetensors (its final weights)
 and OUT_PREFIX.process<N>.json (hash of the weights, first and last logged loss).
 Also runs under ``accelerate launch`` with several processes.
 """
@@ -24,10 +25,9 @@ import torch
 from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from towerkit.core.trainer import Callback, StageConfig, Trainer, TrainerConfig
-
 
 
 class Digits(nn.Module):
@@ -38,6 +38,20 @@ class Digits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+class NoisyDigits(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Digits with random pixel dropout drawn from torch's global RNG in __getitem__."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = (torch.rand(self.x.shape[1]) > 0.1).float()
+        return self.x[index] * keep, self.y[index]
 
 
 def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
@@ -90,7 +104,7 @@ def main() -> None:
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target)
-    train, x_val, y_val = TensorDataset(x[:1500], y[:1500]), x[1500:], y[1500:]
+    train, x_val, y_val = NoisyDigits(x[:1500], y[:1500]), x[1500:], y[1500:]
 
     def eval_fn(model: nn.Module) -> dict[str, float]:
         return {"accuracy": (model(x_val).argmax(1) == y_val).float().mean().item()}

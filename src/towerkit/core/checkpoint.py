@@ -14,7 +14,9 @@ import math
 import os
 import random
 import shutil
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
@@ -104,14 +106,14 @@ def load_state(directory: Path, name: str) -> Any:
 # --- RNG state --------------------------------------------------------------------------------
 
 
-def capture_rng_state() -> dict[str, Any]:
+def capture_rng_state(cuda: bool = True) -> dict[str, Any]:
     """Python, NumPy and torch CPU generators, plus every CUDA device's when CUDA is present."""
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
+    if cuda and torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -167,6 +169,44 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.size
+
+
+@contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """Seed torch (CPU), NumPy and Python RNGs for the block, then put their states back."""
+    saved = capture_rng_state(cuda=False)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        restore_rng_state(saved)
+
+
+class SeededBatches(Dataset[Any]):
+    """Fetches each batch's samples under RNGs seeded from the epoch seed and the batch's indices.
+
+    Random augmentation in a Dataset then depends only on (seed, stage, epoch, batch): not on
+    Accelerate's one-batch prefetch, the worker processes, or batches skipped on resume. The
+    training RNG stream (dropout, the loss) is left exactly as it was, so resumes stay exact.
+    (A collate_fn runs outside: keep randomness in the Dataset.)
+    """
+
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        """PyTorch's fetcher calls this with a whole batch's indices."""
+        key = zlib.crc32(np.asarray(indices, dtype=np.int64).tobytes())
+        with seeded_rngs((self.seed ^ key) % 2**63):
+            return [self.dataset[i] for i in indices]
 
 
 # --- a training run's files in one checkpoint ------------------------------------------------

@@ -34,6 +34,7 @@ from towerkit.core.callbacks import LOGGER_NAME, Callback, CallbackList, builtin
 from towerkit.core.checkpoint import (
     CheckpointManager,
     EpochSampler,
+    SeededBatches,
     TrainingState,
     epoch_seed,
     indices_fingerprint,
@@ -87,6 +88,12 @@ def _make_accelerator(config: TrainerConfig) -> Accelerator:
     return Accelerator(
         cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.grad_accum_steps
     )
+
+
+def _first_batch(loader: Any) -> list[int] | None:
+    """The sample indices of the loader's first batch, listed without loading any data."""
+    first: list[int] | None = next(iter(loader.batch_sampler), None)
+    return first
 
 
 def _as_metrics(out: Any) -> dict[str, float]:
@@ -244,11 +251,13 @@ class Trainer:
         log.info("stage %r: %d trainable parameter tensors", stage.name, len(self._trainable))
 
     def _loader(self, stage_index: int, epoch: int, skip: int) -> Any:
+        """This epoch's batches for this process, the first ``skip`` of them left out."""
         seed = epoch_seed(self.config.seed, stage_index, epoch)
+        order = EpochSampler(len(self.train_dataset), seed)
         loader = DataLoader(
-            self.train_dataset,
+            SeededBatches(self.train_dataset, seed),
             batch_size=self.config.batch_size,
-            sampler=EpochSampler(len(self.train_dataset), seed),
+            sampler=order,
             collate_fn=self.collate_fn,
             num_workers=self.config.num_workers,
             # DataLoader draws its worker base seed from here, not from the global RNG
@@ -262,8 +271,7 @@ class Trainer:
         st = self.state
         if st.stage_index >= len(self.config.stages):
             return None
-        loader = self._loader(st.stage_index, st.epoch, st.batch_in_epoch)
-        return next(iter(loader.batch_sampler), None)
+        return _first_batch(self._loader(st.stage_index, st.epoch, st.batch_in_epoch))
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -503,7 +511,7 @@ class Trainer:
         if self._expected_batch is False:
             return
         expected, self._expected_batch = self._expected_batch, False
-        actual = indices_fingerprint(next(iter(loader.batch_sampler), None))
+        actual = indices_fingerprint(_first_batch(loader))
         if actual != expected:
             raise TowerkitError(
                 "resume: the data position does not match the checkpoint (the next batch's "
