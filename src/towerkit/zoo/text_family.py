@@ -112,8 +112,8 @@ class TextFamily(Family):
         tokenizer = _tokenizer_for(config, train)
         return FamilyData(
             train=EncodedTextDataset(train, tokenizer),
-            val=EncodedTextDataset(splits.val, tokenizer),
-            test=EncodedTextDataset(splits.test, tokenizer),
+            val=EncodedTextDataset(splits.val, tokenizer, sort_by_length=True),
+            test=EncodedTextDataset(splits.test, tokenizer, sort_by_length=True),
             class_names=examples.class_names,
             collate_fn=collate_text,
             data_files=[Path(examples.source)],
