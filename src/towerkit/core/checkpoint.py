@@ -175,7 +175,9 @@ class EpochSampler(Sampler[int]):
 def seeded_rngs(seed: int) -> Iterator[None]:
     """Seed torch (CPU), NumPy and Python RNGs for the block, then put their states back."""
     saved = capture_rng_state(cuda=False)
-    torch.manual_seed(seed)
+    # the CPU generator only: torch.manual_seed also queues lazy CUDA/XPU seeding with a stack
+    # capture each call (~1 ms), and devices' generators are not forked here anyway
+    torch.default_generator.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
     try:
