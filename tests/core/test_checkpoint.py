@@ -14,8 +14,6 @@ from torch import nn
 
 from towerkit.core.checkpoint import (
     CheckpointManager,
-    EpochSampler,
-    SeededBatches,
     capture_rng_state,
     load_state,
     restore_rng_state,
@@ -23,6 +21,7 @@ from towerkit.core.checkpoint import (
     save_state,
 )
 from towerkit.core.errors import TowerkitError
+from towerkit.core.schedules import EpochSampler, SeededBatches
 
 
 def trained_adamw() -> tuple[nn.Linear, torch.optim.AdamW]:

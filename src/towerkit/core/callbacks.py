@@ -275,6 +275,19 @@ class TextLog(Callback):
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.logger.addHandler(self.handler)
         self.logger.setLevel(logging.INFO)
+        acc = trainer.accelerator
+        self.logger.info(
+            "training %d stage(s), %d optimizer steps, %d process(es) on %s, mixed precision %s",
+            len(trainer.config.stages),
+            trainer.total_steps,
+            acc.num_processes,
+            acc.device,
+            acc.mixed_precision,
+        )
+        if trainer.resumed_from is not None:
+            self.logger.info(
+                "resumed from %s at step %d", trainer.resumed_from, trainer.state.global_step
+            )
 
     def on_log(self, trainer: Trainer, row: dict[str, float]) -> None:
         where = (

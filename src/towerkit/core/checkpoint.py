@@ -14,9 +14,7 @@ import math
 import os
 import random
 import shutil
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +24,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
-from torch.utils.data import Dataset, Sampler
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
@@ -141,74 +138,6 @@ def indices_fingerprint(indices: list[int] | None) -> str | None:
     if indices is None:
         return None
     return hashlib.sha256(json.dumps([int(i) for i in indices]).encode()).hexdigest()[:32]
-
-
-# --- data position -----------------------------------------------------------------------------
-
-
-def epoch_seed(seed: int, stage: int, epoch: int) -> int:
-    """The seed of one epoch's shuffle: every process computes the same one, no broadcast."""
-    return int(np.random.SeedSequence([seed, stage, epoch]).generate_state(1, np.uint64)[0] >> 1)
-
-
-class EpochSampler(Sampler[int]):
-    """One epoch's permutation from its own torch.Generator, never the global RNG.
-
-    Each iteration starts from the same seed, so the order can be listed again (to check a
-    resume) without disturbing the run.
-    """
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.seed = seed
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator()
-        generator.manual_seed(self.seed)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-@contextmanager
-def seeded_rngs(seed: int) -> Iterator[None]:
-    """Seed torch (CPU), NumPy and Python RNGs for the block, then put their states back."""
-    saved = capture_rng_state(cuda=False)
-    # the CPU generator only: torch.manual_seed also queues lazy CUDA/XPU seeding with a stack
-    # capture each call (~1 ms), and devices' generators are not forked here anyway
-    torch.default_generator.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        restore_rng_state(saved)
-
-
-class SeededBatches(Dataset[Any]):
-    """Fetches each batch's samples under RNGs seeded from the epoch seed and the batch's indices.
-
-    Random augmentation in a Dataset then depends only on (seed, stage, epoch, batch): not on
-    Accelerate's one-batch prefetch, the worker processes, or batches skipped on resume. The
-    training RNG stream (dropout, the loss) is left exactly as it was, so resumes stay exact.
-    (A collate_fn runs outside: keep randomness in the Dataset.)
-    """
-
-    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> Any:
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: list[int]) -> list[Any]:
-        """PyTorch's fetcher calls this with a whole batch's indices."""
-        key = zlib.crc32(np.asarray(indices, dtype=np.int64).tobytes())
-        with seeded_rngs((self.seed ^ key) % 2**63):
-            return [self.dataset[i] for i in indices]
 
 
 # --- a training run's files in one checkpoint ------------------------------------------------

@@ -1,5 +1,6 @@
-"""The training plan: stage and trainer configs, which parameters a stage trains, optimizers
-and learning-rate schedules.
+"""The training plan, what happens when: stage and trainer configs, which parameters a stage
+trains, optimizers and learning-rate schedules, early stopping, the order of the data in each
+epoch, and the Accelerator that runs it.
 
 The schedule is a LambdaLR over a small pure function: transformers has similar helpers, but
 not with a floor (``min_lr_ratio``) for every kind, and importing it costs seconds.
@@ -9,15 +10,23 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Sequence
+import random
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import parse_flag_from_env
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import Dataset, Sampler
 
-from towerkit.core.checkpoint import TrainingState
+from towerkit.core.checkpoint import TrainingState, capture_rng_state, restore_rng_state
 from towerkit.core.errors import ConfigError, TowerkitError
 
 ScheduleKind = Literal["constant", "linear", "cosine"]
@@ -239,3 +248,86 @@ def build_optimizer(
     raise ConfigError(
         f"stage {stage.name!r}: optimizer: expected adamw, adam or sgd, got {stage.optimizer!r}"
     )
+
+
+def make_accelerator(config: TrainerConfig) -> Accelerator:
+    # without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True
+    device = torch.accelerator.current_accelerator()
+    cpu = device is None or parse_flag_from_env("ACCELERATE_USE_CPU")
+    device_type = "cpu" if cpu or device is None else device.type
+    precision = resolve_mixed_precision(config.mixed_precision, device_type)
+    # Accelerate keeps one global state that refuses a second mixed-precision setting; reset
+    # it (not the process group) so several Trainers can run one after another in a process.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(
+        cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.grad_accum_steps
+    )
+
+
+# --- the order of the data -----------------------------------------------------------------------------
+
+
+def epoch_seed(seed: int, stage: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle: every process computes the same one, no broadcast."""
+    return int(np.random.SeedSequence([seed, stage, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochSampler(Sampler[int]):
+    """One epoch's permutation from its own torch.Generator, never the global RNG.
+
+    Each iteration starts from the same seed, so the order can be listed again (to check a
+    resume) without disturbing the run.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """Seed torch (CPU), NumPy and Python RNGs for the block, then put their states back."""
+    saved = capture_rng_state(cuda=False)
+    # the CPU generator only: torch.manual_seed also queues lazy CUDA/XPU seeding with a stack
+    # capture each call (~1 ms), and devices' generators are not forked here anyway
+    torch.default_generator.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        restore_rng_state(saved)
+
+
+class SeededBatches(Dataset[Any]):
+    """Fetches each batch's samples under RNGs seeded from the epoch seed and the batch's indices.
+
+    Random augmentation in a Dataset then depends only on (seed, stage, epoch, batch): not on
+    Accelerate's one-batch prefetch, the worker processes, or batches skipped on resume. The
+    training RNG stream (dropout, the loss) is left exactly as it was, so resumes stay exact.
+    (A collate_fn runs outside: keep randomness in the Dataset.)
+    """
+
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        """PyTorch's fetcher calls this with a whole batch's indices."""
+        key = zlib.crc32(np.asarray(indices, dtype=np.int64).tobytes())
+        with seeded_rngs((self.seed ^ key) % 2**63):
+            return [self.dataset[i] for i in indices]

@@ -19,12 +19,10 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
-from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import (
     DistributedType,
     broadcast_object_list,
     find_batch_size,
-    parse_flag_from_env,
     set_seed,
 )
 from torch import nn
@@ -34,10 +32,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from towerkit.core.callbacks import LOGGER_NAME, Callback, CallbackList, builtin_callbacks
 from towerkit.core.checkpoint import (
     CheckpointManager,
-    EpochSampler,
-    SeededBatches,
     TrainingState,
-    epoch_seed,
     indices_fingerprint,
     load_state,
     load_weights,
@@ -50,11 +45,14 @@ from towerkit.core.config import to_dict
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.schedules import (
     EarlyStopping,
+    EpochSampler,
+    SeededBatches,
     StageConfig,
     TrainerConfig,
     build_optimizer,
     build_scheduler,
-    resolve_mixed_precision,
+    epoch_seed,
+    make_accelerator,
     resolve_stage_params,
 )
 
@@ -76,21 +74,6 @@ class TrainResult:
     final_metrics: dict[str, float]
 
 
-def _make_accelerator(config: TrainerConfig) -> Accelerator:
-    # without a GPU, Accelerate forms a multi-process (gloo) group only when told cpu=True
-    device = torch.accelerator.current_accelerator()
-    cpu = device is None or parse_flag_from_env("ACCELERATE_USE_CPU")
-    device_type = "cpu" if cpu or device is None else device.type
-    precision = resolve_mixed_precision(config.mixed_precision, device_type)
-    # Accelerate keeps one global state that refuses a second mixed-precision setting; reset
-    # it (not the process group) so several Trainers can run one after another in a process.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
-    return Accelerator(
-        cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.grad_accum_steps
-    )
-
-
 def _forget_prepared(accelerator: Accelerator) -> None:
     """Accelerator.free_memory() without its gc.collect(), which takes ~0.3 s in a big process:
     a new stage's optimizer must be the only one Accelerate unscales and clips."""
@@ -103,6 +86,13 @@ def _first_batch(loader: Any) -> list[int] | None:
     """The sample indices of the loader's first batch, listed without loading any data."""
     first: list[int] | None = next(iter(loader.batch_sampler), None)
     return first
+
+
+def _count_examples(batch: Any, default: int) -> int:
+    try:
+        return int(find_batch_size(batch))
+    except (TypeError, ValueError, AttributeError):  # a batch without tensors
+        return default
 
 
 def _as_metrics(out: Any) -> dict[str, float]:
@@ -156,7 +146,7 @@ class Trainer:
         self._early_stopping = EarlyStopping(
             config.early_stopping_metric, config.early_stopping_mode, config.early_stopping_patience
         )
-        self.accelerator = _make_accelerator(config)
+        self.accelerator = make_accelerator(config)
         self.is_main_process = self.accelerator.is_main_process
         self.checkpoints = CheckpointManager(
             self.run_dir / "checkpoints",
@@ -169,14 +159,9 @@ class Trainer:
         self._stage_params = [resolve_stage_params(s, names) for s in config.stages]
         self._batches_per_epoch = len(self._loader(0, 0, 0))
         self.total_steps = sum(self._stage_total_steps(s) for s in config.stages)
-        self.state = TrainingState()
         self._reset_run()
 
     # --- public -------------------------------------------------------------------------------
-
-    @property
-    def stage(self) -> StageConfig:
-        return self.config.stages[min(self.state.stage_index, len(self.config.stages) - 1)]
 
     def request_stop(self) -> None:
         """Stop after the current step and write a checkpoint; ``fit(resume=True)`` goes on."""
@@ -186,21 +171,20 @@ class Trainer:
         """Train every stage. ``resume=True``: from the latest checkpoint in run_dir/checkpoints
         (a fresh start when there is none); a path: from that checkpoint."""
         self._reset_run()
-        checkpoint = self.checkpoints.resolve(resume)
+        checkpoint = self.resumed_from = self.checkpoints.resolve(resume)
         self.checkpoints.remove_leftovers()
         saved_flags = {n: p.requires_grad for n, p in self.model.named_parameters()}
         was_training = self.model.training
-        self.model.train()
-        if checkpoint is not None:
-            self._load_checkpoint(checkpoint)
-        else:
-            set_seed(self.config.seed, device_specific=True)
-        self._builtins = builtin_callbacks(self)
-        self._callbacks = CallbackList([*self._builtins, *self.user_callbacks])
-        self._fit_started = time.perf_counter()
         try:
+            self.model.train()
+            if checkpoint is not None:
+                self._load_checkpoint(checkpoint)
+            else:
+                set_seed(self.config.seed, device_specific=True)
+            self._builtins = builtin_callbacks(self)
+            self._callbacks = CallbackList([*self._builtins, *self.user_callbacks])
+            self._fit_started = time.perf_counter()
             self._callbacks.on_train_begin(self)
-            self._log_start(checkpoint)
             while self.state.stage_index < len(self.config.stages) and not self._stop_requested:
                 if self._ready_stage != self.state.stage_index:
                     self._start_stage()
@@ -233,6 +217,7 @@ class Trainer:
         self._grad_norm: torch.Tensor | None = None
         self._callbacks = CallbackList(self.user_callbacks)
         self._builtins = []
+        self.resumed_from = None
 
     def _stage_total_steps(self, stage: StageConfig) -> int:
         per_epoch = math.ceil(self._batches_per_epoch / self.config.grad_accum_steps)
@@ -310,17 +295,11 @@ class Trainer:
                 self._step_optimizer()
         st = self.state
         st.batch_in_epoch += 1
-        examples = self._count_examples(batch) * self.accelerator.num_processes
+        examples = _count_examples(batch, self.config.batch_size) * self.accelerator.num_processes
         st.examples_seen += examples
         st.window_examples += examples
         st.window_batches += 1
         self._window_loss += loss.detach().float()
-
-    def _count_examples(self, batch: Any) -> int:
-        try:
-            return int(find_batch_size(batch))
-        except (TypeError, ValueError, AttributeError):
-            return self.config.batch_size
 
     def _step_optimizer(self) -> None:
         assert self._optimizer is not None
@@ -430,7 +409,8 @@ class Trainer:
 
     # --- evaluation and early stopping ------------------------------------------------------
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, final: bool = False) -> None:
+        """``final``: the run is over; the result still counts for the best, not for stopping."""
         if self.eval_fn is None:
             return
         st = self.state
@@ -455,7 +435,7 @@ class Trainer:
         verdict = self._early_stopping.update(st, metrics)
         if verdict == "improved":
             self._improved_at = st.global_step
-        elif verdict == "stop":
+        elif verdict == "stop" and not final:
             st.stopped_early = self._stage_ending = True
             log.info("early stopping at step %d (best %s)", st.global_step, st.best_metric)
 
@@ -540,24 +520,11 @@ class Trainer:
 
     # --- begin and end ---------------------------------------------------------------------
 
-    def _log_start(self, checkpoint: Path | None) -> None:
-        acc = self.accelerator
-        log.info(
-            "training %d stage(s), %d optimizer steps, %d process(es) on %s, mixed precision %s",
-            len(self.config.stages),
-            self.total_steps,
-            acc.num_processes,
-            acc.device,
-            acc.mixed_precision,
-        )
-        if checkpoint is not None:
-            log.info("resumed from %s at step %d", checkpoint, self.state.global_step)
-
     def _finish(self) -> TrainResult:
         st = self.state
         finished = st.stage_index >= len(self.config.stages)
         if finished and st.last_eval_step != st.global_step:
-            self._evaluate()
+            self._evaluate(final=True)
         self._save_checkpoint()
         final_metrics = dict(st.last_metrics)
         restore = self.config.restore_best and self.config.early_stopping_metric is not None
@@ -585,12 +552,8 @@ class Trainer:
         """Give the caller back their module as it came: forward, requires_grad, mode."""
         self.accelerator.unwrap_model(self._prepared, keep_fp32_wrapper=False)
         _forget_prepared(self.accelerator)
-        self._prepared, self._optimizer, self._scheduler, self._ready_stage = (
-            self.model,
-            None,
-            None,
-            None,
-        )
+        self._prepared, self._optimizer, self._scheduler = self.model, None, None
+        self._ready_stage = None
         for name, param in self.model.named_parameters():
             param.requires_grad_(saved_flags.get(name, True))
         self.model.train(was_training)
