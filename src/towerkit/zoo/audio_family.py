@@ -41,6 +41,7 @@ from towerkit.zoo.families import (
     classification_evaluation,
     collect_logits,
     dataset_size,
+    eval_batch_size,
     model_class_names,
     register_family,
     top_k_classes,
@@ -142,7 +143,12 @@ class AudioFamily(Family):
             data_files=[c.path for c in clips],
             description=f"FSDD ({split}): {len(train_clips)} train / {len(val_clips)} val / "
             f"{len(test_clips)} test clips",
-            info={"feature_mean": mean, "feature_std": std},
+            info={
+                "feature_mean": mean,
+                "feature_std": std,
+                "test_files": [c.path for c in test_clips],
+                "test_digits": [c.digit for c in test_clips],
+            },
         )
 
     def build_model(self, config: AudioRecipeConfig, data: FamilyData) -> BaseModel:
@@ -179,7 +185,13 @@ class AudioFamily(Family):
         config: Any,
         collate_fn: CollateFn | None,
     ) -> Evaluation:
-        logits, labels = collect_logits(self, model, dataset, collate_fn or pad_collate)
+        logits, labels = collect_logits(
+            self,
+            model,
+            dataset,
+            collate_fn or pad_collate,
+            batch_size=eval_batch_size(config),
+        )
         return classification_evaluation(logits, labels, model_class_names(model))
 
     def export_specs(self, model: nn.Module, data: FamilyData) -> list[ExportSpec]:
@@ -221,6 +233,11 @@ class AudioFamily(Family):
         with torch.no_grad():
             logits = model(features[None], torch.tensor([features.shape[0]]))[0]
         return Prediction(user_input, top_k_classes(logits, model_class_names(model), top_k))
+
+    def example_input(self, data: FamilyData, out_dir: Path) -> tuple[str, str] | None:
+        """The first test recording (a wav in place)."""
+        files, digits = data.info.get("test_files", []), data.info.get("test_digits", [])
+        return (str(files[0]), data.class_names[digits[0]]) if files else None
 
     def baselines(self, config: AudioRecipeConfig, data: FamilyData) -> list[BaselineResult]:
         """MFCC summary statistics + an RBF SVM (scikit-learn), on the same split."""

@@ -18,7 +18,7 @@ from rich.table import Table
 from towerkit.core.errors import TowerkitError
 
 app = typer.Typer(no_args_is_help=True, help=__doc__.split("\n\n")[0] if __doc__ else None)
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line
 
 
 def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
@@ -102,7 +102,7 @@ def predict_command(
     loaded, prediction = predict(model, user_input, top_k)
     console.print(f"model: {loaded.label}")
     for rank, (label, probability) in enumerate(prediction.top, start=1):
-        console.print(f"{rank}. {label}\t{probability:.4f}")
+        console.print(f"{rank}. {label}  {probability:.4f}")
 
 
 @app.command("export")

@@ -179,6 +179,11 @@ class Family(abc.ABC):
         """Family-specific PNGs beside the confusion matrix (e.g. retrieval examples)."""
         return []
 
+    def example_input(self, data: FamilyData, out_dir: Path) -> tuple[str, str] | None:
+        """(an input ``predict`` accepts, its true class) from the test split, for demos;
+        may write a file under ``out_dir``. None: the family has no example to show."""
+        return None
+
     def default_config_path(self, recipe: str = "quick") -> Path:
         return repo_root() / "configs" / "zoo" / f"{self.name}-{recipe}.yaml"
 
@@ -300,6 +305,13 @@ def top_k_classes(
     return [
         (class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
     ]
+
+
+def eval_batch_size(config: Any, default: int = 256) -> int:
+    """The recipe's ``trainer.eval_batch_size`` (else its batch size), or ``default``."""
+    trainer = getattr(config, "trainer", None)
+    resolve = getattr(trainer, "resolved_eval_batch_size", None)
+    return int(resolve()) if callable(resolve) else default
 
 
 def model_class_names(model: nn.Module) -> list[str]:

@@ -65,6 +65,7 @@ class RecipeResult:
     plots: list[Path] = field(default_factory=list)
     data_description: str = ""
     seconds: float = 0.0
+    example: tuple[str, str] | None = None  # (input for predict, its true class) from test
 
 
 @dataclass
@@ -156,6 +157,7 @@ def train(
         plots=plots,
         data_description=data.description,
         seconds=time.perf_counter() - started,
+        example=family.example_input(data, run_dir / "examples"),
     )
 
 

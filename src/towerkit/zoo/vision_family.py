@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 import towerkit.zoo.models.vision  # noqa: F401  (registers vision-cnn-*)
 from towerkit.core.errors import TowerkitError
+from towerkit.core.io import atomic_path
 from towerkit.core.model import BaseModel, create_model
 from towerkit.core.trainer import TrainerConfig
 from towerkit.zoo.data.vision import (
@@ -35,6 +36,7 @@ from towerkit.zoo.families import (
     Prediction,
     classification_evaluation,
     collect_logits,
+    eval_batch_size,
     first_batch,
     model_class_names,
     register_family,
@@ -179,7 +181,9 @@ class VisionFamily(Family):
         config: Any,
         collate_fn: CollateFn | None,
     ) -> Evaluation:
-        logits, labels = collect_logits(self, model, dataset, collate_fn)
+        logits, labels = collect_logits(
+            self, model, dataset, collate_fn, batch_size=eval_batch_size(config)
+        )
         return classification_evaluation(logits, labels, model_class_names(model))
 
     def export_specs(self, model: nn.Module, data: FamilyData) -> list[ExportSpec]:
@@ -208,6 +212,18 @@ class VisionFamily(Family):
         with torch.no_grad():
             logits = model(image)[0]
         return Prediction(user_input, top_k_classes(logits, model_class_names(model), top_k))
+
+    def example_input(self, data: FamilyData, out_dir: Path) -> tuple[str, str] | None:
+        """The first test image, written as a PNG."""
+        from PIL import Image
+
+        if not isinstance(data.test, ImageDataset):
+            return None
+        path = out_dir / "test-image-0.png"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Image.fromarray(data.test.images[0]).save(tmp, format="PNG")
+        return str(path), data.class_names[int(data.test.labels[0])]
 
     def baselines(self, config: VisionRecipeConfig, data: FamilyData) -> list[BaselineResult]:
         """Logistic regression and a random forest on raw pixels, same train/test split."""

@@ -61,7 +61,7 @@ class VisionCNN(BaseModel):
         self.blocks = nn.Sequential(
             *(_conv_block(a, b, config.convs_per_block) for a, b in itertools.pairwise(channels))
         )
-        self.embed_head = nn.Flatten()
+        self.embed_head: nn.Module = nn.Flatten()
         if config.hidden > 0:
             self.embed_head = nn.Sequential(
                 nn.Flatten(),
@@ -72,6 +72,9 @@ class VisionCNN(BaseModel):
         self.classifier = nn.Sequential(
             nn.Dropout(config.dropout), nn.Linear(self.embedding_dim, config.num_classes)
         )
+        # channels-last conv weights: oneDNN then skips a layout reorder per call (~1.5x faster
+        # training on CPU); saving makes them contiguous again, loading copies into this layout
+        self.blocks.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
         self.register_buffer("pixel_mean", torch.tensor(config.mean), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.std), persistent=False)
 
@@ -86,7 +89,9 @@ class VisionCNN(BaseModel):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``[B, embedding_dim]`` of images in [0, 1]."""
-        x = (images - self.pixel_mean) / self.pixel_std
+        x = ((images - self.pixel_mean) / self.pixel_std).contiguous(
+            memory_format=torch.channels_last
+        )
         return self.embed_head(self.blocks(x))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

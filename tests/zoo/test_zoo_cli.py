@@ -1,0 +1,129 @@
+"""``towerkit zoo``: bad input gives one line on stderr and exit code 2; nothing is trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from towerkit.cli import main
+from towerkit.core.model import create_model
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.fixture
+def vision_dir(tmp_path: Path) -> Path:
+    model = create_model("vision-cnn-small", class_names=[str(i) for i in range(10)])
+    return model.save_pretrained(tmp_path / "vision-model")
+
+
+@pytest.fixture
+def audio_dir(tmp_path: Path) -> Path:
+    model = create_model("audio-lstm-small", class_names=[str(i) for i in range(10)])
+    return model.save_pretrained(tmp_path / "audio-model")
+
+
+def test_unknown_family(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["zoo", "train", "smell"], capsys)
+    assert_one_line_error(code, err, "unknown zoo family 'smell'", "vision", "audio")
+
+
+def test_missing_config_and_bad_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, err = run(["zoo", "train", "vision", "--config", str(missing)], capsys)
+    assert_one_line_error(code, err, str(missing), "not found")
+    code, err = run(["zoo", "train", "vision", "data.colour=blue"], capsys)
+    assert_one_line_error(code, err, "unknown key 'data.colour'")
+    code, err = run(["zoo", "train", "vision", "data.dataset=cifar"], capsys)
+    assert_one_line_error(code, err, "data.dataset", "fashion-mnist")
+    code, err = run(["zoo", "train", "vision", "--promote", "sometimes"], capsys)
+    assert_one_line_error(code, err, "--promote")
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_unknown_registry_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    png = tmp_path / "x.png"
+    png.write_bytes(b"")
+    code, err = run(["zoo", "predict", "zoo-vision", str(png)], capsys)
+    assert_one_line_error(code, err, "zoo-vision")
+    code, err = run(["zoo", "evaluate", "vision@staging"], capsys)
+    assert_one_line_error(code, err, "zoo-vision")
+
+
+def test_not_a_model_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["zoo", "evaluate", str(tmp_path)], capsys)
+    assert_one_line_error(code, err, str(tmp_path), "not a model directory")
+    some_file = tmp_path / "weights.bin"
+    some_file.write_bytes(b"0")
+    code, err = run(["zoo", "export", str(some_file)], capsys)
+    assert_one_line_error(code, err, "weights.bin", "model directory or a registry reference")
+
+
+def test_predict_bad_images(
+    vision_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run(["zoo", "predict", str(vision_dir), str(tmp_path / "gone.png")], capsys)
+    assert_one_line_error(code, err, "gone.png", "image file not found")
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    code, err = run(["zoo", "predict", str(vision_dir), str(fake)], capsys)
+    assert_one_line_error(code, err, "fake.png", "not a readable image")
+    code, err = run(["zoo", "predict", str(vision_dir), str(fake), "--top-k", "0"], capsys)
+    assert_one_line_error(code, err, "--top-k")
+
+
+def test_predict_on_an_image_prints_probabilities(
+    vision_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    png = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(
+        png
+    )
+    assert main(["zoo", "predict", str(vision_dir), str(png), "-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"model: {vision_dir}"
+    probabilities = [float(line.split()[-1]) for line in lines[1:]]
+    assert len(probabilities) == 2 and probabilities[0] >= probabilities[1] > 0
+
+
+def test_predict_bad_audio(
+    audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF0000WAVEjunk")
+    code, err = run(["zoo", "predict", str(audio_dir), str(broken)], capsys)
+    assert_one_line_error(code, err, "broken.wav", "cannot read audio")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0), 8000)
+    code, err = run(["zoo", "predict", str(audio_dir), str(empty)], capsys)
+    assert_one_line_error(code, err, "empty.wav", "no samples")
+
+
+def test_predict_on_a_wav_at_another_rate(
+    audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wav = tmp_path / "tone.wav"
+    t = np.arange(16000 // 2) / 16000
+    sf.write(wav, 0.2 * np.sin(2 * np.pi * 300 * t), 16000)
+    assert main(["zoo", "predict", str(audio_dir), str(wav), "--top-k", "10"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    assert sorted(line.split()[1] for line in lines) == [str(d) for d in range(10)]
+    assert sum(float(line.split()[-1]) for line in lines) == pytest.approx(1.0, abs=1e-3)
