@@ -120,10 +120,11 @@ def trainer_loop(train: TensorDataset, val: TensorDataset, epochs: int, batch: i
     return result.final_metrics["accuracy"]
 
 
-def timed(fn: Callable[[], float]) -> tuple[float, float]:
-    start = time.perf_counter()
+def timed(fn: Callable[[], float]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds of this process (all its threads) and the val accuracy."""
+    wall, cpu = time.perf_counter(), time.process_time()
     accuracy = fn()
-    return time.perf_counter() - start, accuracy
+    return time.perf_counter() - wall, time.process_time() - cpu, accuracy
 
 
 def machine() -> str:
@@ -170,23 +171,27 @@ def main() -> None:
     }
     cold = {name: timed(fn)[0] for name, fn in runs.items()}  # imports, first allocations
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     accuracy: dict[str, float] = {}
     for repeat in range(args.repeats):
         order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
         for name in order:
-            seconds, accuracy[name] = timed(runs[name])
+            seconds, cpu_seconds, accuracy[name] = timed(runs[name])
             times[name].append(seconds)
+            cpu[name].append(cpu_seconds)
             print(f"repeat {repeat + 1}: {name}: {seconds:.2f} s", file=sys.stderr)
 
     steps = args.epochs * -(-len(train) // args.batch_size)
     medians = {name: statistics.median(t) for name, t in times.items()}
+    cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
     plain, ours = medians["plain PyTorch loop"], medians["towerkit Trainer"]
     # each repeat runs both back to back: their ratio cancels most of the machine's drift
     paired = statistics.median(
         t / p for t, p in zip(times["towerkit Trainer"], times["plain PyTorch loop"], strict=True)
     )
     rows = [
-        f"| {name} | {medians[name]:.2f} | {min(t):.2f} | {max(t):.2f} | {cold[name]:.2f} | "
+        f"| {name} | {medians[name]:.2f} | {min(t):.2f} | {max(t):.2f} | "
+        f"{cpu_medians[name]:.2f} | {cold[name]:.2f} | "
         f"{len(train) * args.epochs / medians[name]:,.0f} | {accuracy[name]:.4f} |"
         for name, t in times.items()
     ]
@@ -202,13 +207,16 @@ def main() -> None:
             "at each epoch end and loss.png. Median of "
             f"{args.repeats} alternating repeats after one untimed warm-up run of each.",
             "",
-            "| loop | median s | min s | max s | first run s | train examples/s | val acc |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| loop | median wall s | min s | max s | median CPU s | first run s | "
+            "train examples/s | val acc |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
             f"**Trainer / plain = {ours / plain:.3f}** ({100 * (ours / plain - 1):+.1f}% wall "
             f"time, {1000 * (ours - plain) / steps:+.2f} ms per optimizer step); median of the "
-            f"per-repeat ratios {paired:.3f}. The spread of the plain loop's own times "
+            f"per-repeat ratios {paired:.3f}; CPU time (this process, all threads) "
+            f"{cpu_medians['towerkit Trainer'] / cpu_medians['plain PyTorch loop']:.3f}. "
+            "The spread of the plain loop's own wall times "
             f"({100 * (max(times['plain PyTorch loop']) / min(times['plain PyTorch loop']) - 1):.0f}"
             "% max/min) bounds what this machine can resolve.",
             "",

@@ -4,19 +4,24 @@ stopping, callbacks and the files of a run directory. Real data: scikit-learn's 
 from __future__ import annotations
 
 import csv
+import importlib.util
+import io
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from rich.console import Console
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from towerkit.core.callbacks import ProgressBar
 from towerkit.core.config import load_config
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.schedules import build_scheduler, lr_factor
@@ -384,3 +389,65 @@ def test_trainer_config_loads_from_yaml(tmp_path: Path) -> None:
     assert config.stages[1].alternate == [["a.*"], ["b.*"]]
     with pytest.raises(ConfigError, match="stage 'x': epochs: expected >= 1, got 0"):
         load_config(TrainerConfig, None, ["stages=[{name: x, epochs: 0}]"])
+
+
+def test_progress_bar_shows_loss_throughput_and_eta(tmp_path: Path, digits: TensorDataset) -> None:
+    buffer = io.StringIO()
+    bar = ProgressBar(console=Console(file=buffer, width=160, force_terminal=False))
+    config = quiet(stages=[StageConfig(epochs=2)], log_every_steps=4)
+    Trainer(TwoPart(), config, digits, xent, tmp_path, callbacks=[bar]).fit()
+    text = buffer.getvalue()
+    assert "16/16" in text and "train epoch 2/2" in text
+    assert re.search(r"loss \d+\.\d{4}", text) and re.search(r"\d+ ex/s", text)
+    assert "eta" in text
+
+
+class Shifted(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Digits with a random shift drawn from torch's global RNG in __getitem__."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.x, self.y = data.tensors
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index] + 0.1 * torch.randn(64), self.y[index]
+
+
+def test_worker_processes_do_not_change_what_is_trained(
+    tmp_path: Path, digits: TensorDataset
+) -> None:
+    # each batch's augmentation is seeded from (seed, epoch, its indices): not from which
+    # process fetched it, so num_workers is a speed setting only
+    models = []
+    for workers in (0, 2):
+        model = TwoPart()
+        config = quiet(stages=[StageConfig(epochs=2)], num_workers=workers)
+        Trainer(model, config, Shifted(digits), xent, tmp_path / str(workers)).fit()
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_mlflow_requested_but_not_installed_is_logged_not_fatal(
+    tmp_path: Path, digits: TensorDataset
+) -> None:
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed: see test_mlflow_logs_params_and_metrics")
+    result = Trainer(TwoPart(), quiet(mlflow=True), digits, xent, tmp_path).fit()
+    assert result.global_step == 8
+    assert "mlflow=True but mlflow is not installed" in (tmp_path / "train.log").read_text()
+
+
+def test_mlflow_logs_params_and_metrics(
+    tmp_path: Path, digits: TensorDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed here")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    config = quiet(mlflow=True, log_every_steps=2)
+    Trainer(TwoPart(), config, digits, xent, tmp_path / "run").fit()
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) == 1 and runs["params.batch_size"][0] == "32"
+    history = mlflow.MlflowClient().get_metric_history(runs["run_id"][0], "train/loss")
+    assert [m.step for m in history] == [2, 4, 6, 8]
