@@ -1,6 +1,7 @@
 """A small real recipe for the subprocess tests: an MLP on scikit-learn's digits.
 
-    python digits_recipe.py RUN_DIR OUT_PREFIX [--resume] [--step-sleep SECONDS]
+    python digits_recipe.py RUN_DIR OUT_PREFIX [--resume | --resume-from CHECKPOINT]
+                            [--keep-last N] [--step-sleep SECONDS]
 
 Two stages (head only, then everything), dropout, gradient accumulation, checkpoints every 5
 optimizer steps, random augmentation from torch's RNG inside the Dataset (the pitfall of
@@ -72,7 +73,7 @@ class Sleep(Callback):
         time.sleep(self.seconds)
 
 
-def config() -> TrainerConfig:
+def config(keep_last: int = 2) -> TrainerConfig:
     return TrainerConfig(
         stages=[
             StageConfig(name="head", epochs=1, trainable=["head.*"], lr=5e-3),
@@ -83,7 +84,7 @@ def config() -> TrainerConfig:
         eval_every_steps=None,
         early_stopping_metric="accuracy",
         checkpoint_every_steps=5,
-        keep_last=2,
+        keep_last=keep_last,
         log_every_steps=4,
         progress=False,
         tensorboard=False,
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("out_prefix")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume-from", type=Path, default=None)
+    parser.add_argument("--keep-last", type=int, default=2)
     parser.add_argument("--step-sleep", type=float, default=0.0)
     args = parser.parse_args()
     torch.set_num_threads(1)  # bit-identical runs need the same reduction order every time
@@ -113,9 +116,9 @@ def main() -> None:
     model = Digits()
     callbacks = [Sleep(args.step_sleep)] if args.step_sleep else []
     trainer = Trainer(
-        model, config(), train, loss_fn, args.run_dir, eval_fn=eval_fn, callbacks=callbacks
+        model, config(args.keep_last), train, loss_fn, args.run_dir, eval_fn, callbacks=callbacks
     )
-    result = trainer.fit(resume=args.resume)
+    result = trainer.fit(resume=args.resume_from or args.resume)
 
     rank = trainer.accelerator.process_index
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -1,4 +1,5 @@
-"""The same recipe under ``accelerate launch`` with two CPU processes (DDP over gloo)."""
+"""The same recipe under ``accelerate launch`` with two CPU processes (DDP over gloo): it
+trains, the replicas stay identical, and a resume from a mid-epoch checkpoint is exact."""
 
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.multiproc
-def test_two_process_ddp_trains_and_keeps_replicas_identical(tmp_path: Path) -> None:
+def launch(*args: str) -> None:
     port = free_port()
     command = [
         sys.executable,
@@ -39,8 +39,7 @@ def test_two_process_ddp_trains_and_keeps_replicas_identical(tmp_path: Path) -> 
         "--dynamo_backend=no",
         f"--main_process_port={port}",
         str(RECIPE),
-        str(tmp_path / "run"),
-        str(tmp_path / "out"),
+        *args,
     ]
     env = {
         **os.environ,
@@ -50,6 +49,14 @@ def test_two_process_ddp_trains_and_keeps_replicas_identical(tmp_path: Path) -> 
     }
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+@pytest.mark.multiproc
+def test_two_process_ddp_trains_keeps_replicas_identical_and_resumes_exactly(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    launch(str(run_dir), str(tmp_path / "out"), "--keep-last", "100")
 
     summaries = [json.loads((tmp_path / f"out.process{r}.json").read_text()) for r in (0, 1)]
     assert [s["num_processes"] for s in summaries] == [2, 2]
@@ -63,7 +70,13 @@ def test_two_process_ddp_trains_and_keeps_replicas_identical(tmp_path: Path) -> 
     weights = [load_file(str(tmp_path / f"out.process{r}.safetensors")) for r in (0, 1)]
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
-    latest = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[-1]
-    assert {"process0.json", "process1.json", "model.safetensors"} <= {
-        p.name for p in latest.iterdir()
+    middle = run_dir / "checkpoints" / "step-00000040"  # stage 2, mid-epoch
+    assert {"process0.json", "process1.json", "optimizer.json"} <= {
+        p.name for p in middle.iterdir()
     }
+
+    # both processes restore their own RNG and data position, retrain to the end: same weights
+    launch(str(run_dir), str(tmp_path / "again"), "--resume-from", str(middle))
+    again = [json.loads((tmp_path / f"again.process{r}.json").read_text()) for r in (0, 1)]
+    assert [s["param_hash"] for s in again] == [summaries[0]["param_hash"]] * 2
+    assert f"resumed from {middle} at step 40" in (run_dir / "train.log").read_text()

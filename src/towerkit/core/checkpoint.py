@@ -189,9 +189,11 @@ def read_run_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_weights(model: nn.Module, path: Path, device: str) -> None:
+def load_weights(model: nn.Module, path: Path, device: torch.device) -> None:
+    # safetensors takes "cpu" or "cuda:N", not the "cpu:0" a multi-process CPU run reports
+    where = "cpu" if device.type == "cpu" else str(device)
     try:
-        load_model(model, str(path / MODEL_FILE), strict=True, device=device)
+        load_model(model, str(path / MODEL_FILE), strict=True, device=where)
     except (OSError, RuntimeError) as exc:
         message = str(exc).splitlines()[0]
         raise TowerkitError(f"{path / MODEL_FILE}: does not fit the model ({message})") from None

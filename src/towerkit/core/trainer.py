@@ -483,7 +483,7 @@ class Trainer:
                 f"resume: {path} was written by {payload['world_size']} processes, "
                 f"this run has {self.accelerator.num_processes}"
             )
-        load_weights(self.model, path, str(self.accelerator.device))
+        load_weights(self.model, path, self.accelerator.device)
         st = self.state = payload["state"]
         self._window_loss.fill_(st.window_loss_sum)
         self._seconds_before, self._saved_at = st.train_seconds, st.global_step
@@ -532,7 +532,7 @@ class Trainer:
             if st.best_step != st.global_step:
                 best = self.checkpoints.path_for(st.best_step)
                 raw = self.accelerator.unwrap_model(self._prepared)
-                load_weights(raw, best, str(self.accelerator.device))
+                load_weights(raw, best, self.accelerator.device)
                 log.info("restored the best weights (step %d, %s)", st.best_step, st.best_metric)
             final_metrics = dict(st.best_metrics)
         seconds = self._seconds_before + time.perf_counter() - self._fit_started
