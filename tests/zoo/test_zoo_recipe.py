@@ -95,6 +95,10 @@ def test_vision_digits_train_register_predict_rollback(
     _, evaluation = recipe.evaluate("zoo-vision/1")
     assert evaluation.metrics["accuracy"] == pytest.approx(first.metrics["test_accuracy"])
 
+    assert main(["zoo", "export", "vision", "--out", str(tmp_path / "onnx")]) == 0
+    assert "parity ok on 3 cases" in capsys.readouterr().out
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FSDD.is_dir(), reason="FSDD recordings not under ../shared/data/fsdd")

@@ -121,3 +121,5 @@ def export_command(
             f"onnx: {outcome.path} (parity ok on {outcome.cases} cases, "
             f"max |diff| {outcome.max_abs_diff:.2e})"
         )
+        if outcome.coreml_path is not None:
+            console.print(f"coreml: {outcome.coreml_path}")

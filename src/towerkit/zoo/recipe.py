@@ -49,6 +49,7 @@ class ExportOutcome:
     parity_ok: bool
     max_abs_diff: float
     cases: int
+    coreml_path: Path | None = None
 
 
 @dataclass
@@ -226,11 +227,9 @@ def export_model(
         reports[spec.name] = report.as_dict()
         write_json_atomic(out_dir / "parity.json", reports)
         report.assert_ok()
-        outcomes.append(
-            ExportOutcome(spec.name, path, report.ok, report.max_abs_diff, len(spec.cases))
-        )
+        coreml_path = None
         if coreml:
-            export_coreml(
+            coreml_path = export_coreml(
                 spec.module,
                 spec.cases[0],
                 out_dir / f"{spec.name}.mlpackage",
@@ -238,6 +237,11 @@ def export_model(
                 output_names=spec.output_names,
                 dynamic_dims=spec.dynamic_dims,
             )
+        outcomes.append(
+            ExportOutcome(
+                spec.name, path, report.ok, report.max_abs_diff, len(spec.cases), coreml_path
+            )
+        )
     return outcomes
 
 
