@@ -28,10 +28,10 @@ from towerkit.zoo.data.text import (
     EncodedTextDataset,
     SplitFractions,
     TextExamples,
+    cached_wordpiece_tokenizer,
     collate_text,
     load_text_examples,
     split_examples,
-    train_wordpiece_tokenizer,
 )
 from towerkit.zoo.families import (
     BaselineResult,
@@ -89,7 +89,7 @@ def _tokenizer_for(config: TextRecipeConfig, train: TextExamples) -> Tokenizer:
         tokenizer.enable_truncation(config.data.max_length)
         return tokenizer
     data = config.data
-    return train_wordpiece_tokenizer(
+    return cached_wordpiece_tokenizer(
         train.texts, data.vocab_size, data.min_frequency, data.max_length
     )
 
@@ -162,14 +162,13 @@ class TextFamily(Family):
     def evaluate(
         self, model: nn.Module, dataset: Dataset[Any], config: Any, collate_fn: CollateFn | None
     ) -> Evaluation:
+        dataset = _with_model_tokenizer(model, dataset)
         logits, labels = collect_logits(self, model, dataset, collate_fn or collate_text, "label")
         return classification_evaluation(logits, labels, model_class_names(model))
 
     def export_specs(self, model: nn.Module, data: FamilyData) -> list[ExportSpec]:
         """Parity at several batch sizes and sequence lengths, padded batches included."""
-        test = data.test
-        if not isinstance(test, EncodedTextDataset):
-            raise TypeError("text export needs an EncodedTextDataset test split")
+        test = _with_model_tokenizer(model, data.test)
         by_length = sorted(range(len(test)), key=lambda i: len(test.ids[i]))
         picks = [
             [by_length[len(by_length) // 2], by_length[0]],  # mixed lengths: padding matters
@@ -206,6 +205,17 @@ class TextFamily(Family):
         """TF-IDF + logistic regression on the same split; C and n-grams chosen on validation."""
         splits = data.info["splits"]
         return [tfidf_logistic_baseline(data.info["train_examples"], splits.val, splits.test)]
+
+
+def _with_model_tokenizer(model: nn.Module, dataset: Dataset[Any]) -> EncodedTextDataset:
+    """``dataset`` encoded by the model's own tokenizer: a saved model is evaluated with the
+    tokenizer it was trained with, whatever tokenizer rebuilt the data."""
+    if not isinstance(dataset, EncodedTextDataset):
+        raise TypeError(
+            f"text family: expected an EncodedTextDataset, got {type(dataset).__name__}"
+        )
+    tokenizer = getattr(model, "tokenizer", None)
+    return dataset if tokenizer is None else dataset.reencoded(tokenizer)
 
 
 def tfidf_logistic_baseline(

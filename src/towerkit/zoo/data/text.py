@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import bz2
 import csv
+import hashlib
 import io
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +252,32 @@ def train_wordpiece_tokenizer(
     return tokenizer
 
 
+def cached_wordpiece_tokenizer(
+    texts: Sequence[str], vocab_size: int, min_frequency: int, max_length: int
+) -> Tokenizer:
+    """:func:`train_wordpiece_tokenizer`, kept in ``TOWERKIT_HOME/cache/zoo-text`` by a hash of
+    the texts and settings. The WordPiece trainer is not deterministic from run to run (its
+    merge ties follow hash-map order: huggingface/tokenizers#1794), so rebuilding the data of a
+    run (evaluate, resume) must find the very tokenizer it trained with, not a fresh one."""
+    from towerkit.core.io import write_text_atomic
+    from towerkit.core.paths import towerkit_home
+
+    digest = hashlib.sha256(
+        json.dumps([vocab_size, min_frequency, max_length, SPECIAL_TOKENS]).encode()
+    )
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    path = towerkit_home() / "cache" / "zoo-text" / f"wordpiece-{digest.hexdigest()[:20]}.json"
+    if path.is_file():
+        try:
+            return Tokenizer.from_file(str(path))
+        except Exception:  # a damaged cache file is retrained, never trusted
+            path.unlink()
+    tokenizer = train_wordpiece_tokenizer(texts, vocab_size, min_frequency, max_length)
+    write_text_atomic(path, tokenizer.to_str())
+    return tokenizer
+
+
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return [enc.ids for enc in tokenizer.encode_batch(list(texts))]
 
@@ -281,8 +309,14 @@ class EncodedTextDataset(Dataset[dict[str, Any]]):
         order = list(range(len(ids)))
         if sort_by_length:
             order.sort(key=lambda i: len(ids[i]))
+        self.examples = examples.subset(order)
+        self.sort_by_length = sort_by_length
         self.ids = [ids[i] for i in order]
         self.labels = [examples.labels[i] for i in order]
+
+    def reencoded(self, tokenizer: Tokenizer) -> EncodedTextDataset:
+        """The same texts and labels encoded with another tokenizer (a saved model's own)."""
+        return EncodedTextDataset(self.examples, tokenizer, self.sort_by_length)
 
     def __len__(self) -> int:
         return len(self.ids)
