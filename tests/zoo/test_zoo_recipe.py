@@ -122,3 +122,28 @@ def test_audio_short_training_on_fsdd_and_wav_predict(tmp_path: Path) -> None:
     assert len(prediction.top) == 10 and sum(p for _, p in prediction.top) == pytest.approx(1.0)
     assert {label for label, _ in prediction.top} == {str(d) for d in range(10)}
     assert truth == Path(wav).name.split("_")[0]
+
+
+@pytest.mark.slow
+def test_resume_an_interrupted_run_ends_with_identical_weights(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    config = yaml.safe_load(digits_config(tmp_path, epochs=3).read_text())
+    config["trainer"].update(early_stopping_metric=None, keep_last=5)
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+    full = recipe.train("vision", path, export=False)
+    weights = load_file(str(full.run_dir / "model" / "model.safetensors"))
+    checkpoints = sorted((full.run_dir / "checkpoints").glob("step-*"))
+    assert len(checkpoints) == 3
+    for leftover in checkpoints[-1].iterdir():  # as if killed before the last epoch ended
+        leftover.unlink()
+    checkpoints[-1].rmdir()
+
+    resumed = recipe.train("vision", resume=full.run_dir, export=False)
+    assert resumed.run_dir == full.run_dir and resumed.version is not None
+    assert resumed.version.uri == "zoo-vision/2"
+    again = load_file(str(full.run_dir / "model" / "model.safetensors"))
+    assert again.keys() == weights.keys()
+    assert all(torch.equal(again[k], weights[k]) for k in weights)
+    assert resumed.metrics["test_accuracy"] == full.metrics["test_accuracy"]

@@ -55,6 +55,9 @@ def train_command(
         "least production's), always, never",
     ),
     export: bool = typer.Option(True, "--export/--no-export", help="ONNX export + parity check"),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="continue an interrupted run directory from its last checkpoint"
+    ),
 ) -> None:
     """Train a family's recipe on its real data; the run is registered as zoo-<family>."""
     from towerkit.zoo.recipe import Promote, train
@@ -62,7 +65,7 @@ def train_command(
     if promote not in ("auto", "always", "never"):
         raise TowerkitError(f"--promote: expected auto, always or never, got {promote!r}")
     chosen = cast(Promote, promote)
-    result = train(family, config, overrides or [], promote=chosen, export=export)
+    result = train(family, config, overrides or [], promote=chosen, export=export, resume=resume)
     console.print(f"data: {result.data_description}")
     console.print(f"run dir: {result.run_dir}")
     console.print(_metrics_table(f"zoo {family}", result.metrics))

@@ -99,16 +99,30 @@ def train(
     export: bool = True,
     registry: ModelRegistry | None = None,
     runs_root: Path | None = None,
+    resume: Path | None = None,
 ) -> RecipeResult:
-    """Train one family's recipe end to end; every run is registered as ``zoo-<family>``."""
+    """Train one family's recipe end to end; every run is registered as ``zoo-<family>``.
+
+    ``resume``: an interrupted run directory; its config.yaml is used (``config_path`` and
+    ``overrides`` must be empty) and training continues exactly from its latest checkpoint.
+    """
     from towerkit.core.trainer import Trainer
 
     started = time.perf_counter()
     family = get_family(family_name)
-    config = load_recipe_config(family, config_path, overrides)
+    if resume is not None:
+        if config_path is not None or overrides:
+            raise TowerkitError(
+                "--resume: the run's own config.yaml is used; drop --config/overrides"
+            )
+        if not (resume / "config.yaml").is_file():
+            raise TowerkitError(f"{resume}: not a run directory (no config.yaml)")
+        config: Any = load_config(family.config_class, resume / "config.yaml")
+    else:
+        config = load_recipe_config(family, config_path, overrides)
     data = family.build_data(config)
     model = family.build_model(config, data)
-    run_dir = start_run("zoo", config.recipe, config, root=runs_root)
+    run_dir = resume or start_run("zoo", config.recipe, config, root=runs_root)
 
     def eval_on_val(unwrapped: Any) -> dict[str, float]:
         return family.evaluate(unwrapped, data.val, config, data.collate_fn).metrics
@@ -122,7 +136,7 @@ def train(
         eval_fn=eval_on_val,
         collate_fn=data.collate_fn,
     )
-    fit = trainer.fit()
+    fit = trainer.fit(resume=resume is not None)
     test = family.evaluate(model, data.test, config, data.collate_fn)
     val = family.evaluate(model, data.val, config, data.collate_fn)
     metrics = {f"test_{k}": v for k, v in test.metrics.items()}
