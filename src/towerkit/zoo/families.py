@@ -27,7 +27,14 @@ Rules a family keeps
 - ``evaluate`` never sees the test split during training: the recipe passes the validation
   split to the Trainer's ``eval_fn`` and the test split only once, after training.
 - ``model_inputs(batch)`` maps a collated batch to the positional arguments of
-  ``model.forward``; ``loss_fn`` and ``evaluate`` use it, and so does the benchmark's latency.
+  ``model.forward``. ``loss_fn`` gets the Trainer's prepared model (DDP-wrapped under several
+  processes): call it, do not reach into its attributes.
+- Every tensor of an ``ExportSpec`` case has the batch on axis 0: the benchmark repeats or cuts
+  the largest case's rows to time batch 1 and batch 64.
+
+Optional hooks (defaults do nothing): ``headline_metric`` (what demo/benchmark/promotion
+compare, default "accuracy"), ``baselines`` (benchmark), ``extra_plots`` (more PNGs),
+``example_input`` (a held-out input the demo predicts on).
 """
 
 from __future__ import annotations
