@@ -131,7 +131,7 @@ class StageParams:
 
 def _match(names: Sequence[str], patterns: Sequence[str], where: str) -> list[str]:
     for pattern in patterns:
-        if not fnmatch.filter(names, pattern):
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             raise ConfigError(
                 f"{where}: pattern {pattern!r} matches no parameter (names look like "
                 f"{', '.join(names[:3])})"
