@@ -7,7 +7,8 @@ fresh subprocess trains the recipe (so CPU time and peak memory are that recipe'
 it on the test split, runs the family's baselines on the same split, and times inference with
 PyTorch and ONNX Runtime at batch 1 and 64 (p50/p99 over 100 calls after 10 warm-up calls).
 ``--loso`` adds FSDD leave-one-speaker-out (one training per speaker, baseline beside it).
-Results go to ``runs/bench/zoo.json`` and the "## Zoo" section of BENCHMARKS.md.
+Results go to ``runs/bench/zoo.json`` (a run with ``--families`` replaces only those recipes'
+entries there) and the whole "## Zoo" section of BENCHMARKS.md is rewritten from it.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def run_one(
     from towerkit.zoo.families import get_family
     from towerkit.zoo.recipe import load_recipe_config, train
 
+    started = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}"
     wall, cpu = time.perf_counter(), time.process_time()
     runs = Path(tempfile.mkdtemp(prefix="zoo-bench-", dir=ROOT / "runs" / "bench"))
     result = train(
@@ -93,6 +95,7 @@ def run_one(
     out: dict[str, Any] = {
         "family": family_name,
         "recipe": config_path.stem,
+        "started": started,
         "overrides": overrides,
         "data": result.data_description,
         "metrics": result.metrics,
@@ -192,8 +195,9 @@ def markdown(
 ) -> str:
     lines = [SECTION, "", header, ""]
     lines += [
-        "| recipe | data | test metric | baselines (same split) | train s (wall / CPU) | train examples/s | peak RSS MiB |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "| recipe | data | test metric | baselines (same split) | train s (wall / CPU) "
+        "| train examples/s | peak RSS MiB | run at (1-min load) |",
+        "|---|---|---:|---|---:|---:|---:|---|",
     ]
     for r in results:
         m = r["metrics"]
@@ -204,11 +208,12 @@ def markdown(
             f"| {r['recipe']} | {r['data']} | {r['headline'].removeprefix('test_')} "
             f"**{m.get(r['headline'], float('nan')):.4f}** | {base or '-'} | "
             f"{m['train_seconds']:.0f} / {r['recipe_cpu_s']:.0f} | "
-            f"{m['train_examples_per_second']:,.0f} | {r['peak_rss_mib']:,.0f} |"
+            f"{m['train_examples_per_second']:,.0f} | {r['peak_rss_mib']:,.0f} | "
+            f"{r.get('started', '?')} |"
         )
     lines += ["", *goal_lines(results), ""]
     lines += [
-        "Inference latency, ms p50 / p99 (100 calls after 10 warm-up; ONNX parity max |diff| in brackets):",
+        "Inference latency, ms p50 / p99 (100 calls after 10 warm-up; PyTorch with the torch threads above, ONNX Runtime with its default thread pool; ONNX parity max |diff| in brackets):",
         "",
     ]
     lines += [
@@ -270,6 +275,26 @@ def goal_lines(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def merge_with_earlier(
+    results: list[dict[str, Any]], folds: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep earlier results of recipes not rerun now (``--families`` runs a subset)."""
+    if not RESULTS.is_file():
+        return results, folds
+    earlier = json.loads(RESULTS.read_text())
+    fresh = {r["recipe"] for r in results}
+    kept = [r for r in earlier.get("results", []) if r["recipe"] not in fresh]
+    return sorted(kept + results, key=recipe_order), folds or earlier.get("loso", [])
+
+
+def recipe_order(result: dict[str, Any]) -> tuple[int, str]:
+    from towerkit.zoo.families import FAMILY_MODULES
+
+    names = list(FAMILY_MODULES)
+    family = result["family"]
+    return (names.index(family) if family in names else len(names), result["recipe"])
+
+
 def write_section(text: str) -> None:
     """Replace (or add) the "## Zoo" section; other sections stay as they are."""
     current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else "# Benchmarks\n"
@@ -314,6 +339,7 @@ def main() -> None:
         for config in recipes_of(family)
     ]
     folds = loso(args.threads) if args.loso else []
+    results, folds = merge_with_earlier(results, folds)
     RESULTS.write_text(json.dumps({"results": results, "loso": folds}, indent=1, default=str))
     text = markdown(results, folds, header, shlex.join(["python", *sys.argv]))
     print(text)

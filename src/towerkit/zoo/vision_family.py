@@ -233,7 +233,7 @@ class VisionFamily(Family):
         x_train, y_train = _flat_pixels(data.train)
         x_test, y_test = _flat_pixels(data.test)
         models = {
-            "logistic regression (pixels)": LogisticRegression(max_iter=200),
+            "logistic regression (pixels)": LogisticRegression(max_iter=500),
             "random forest (pixels, 200 trees)": RandomForestClassifier(
                 n_estimators=200, n_jobs=2, random_state=0
             ),
