@@ -10,6 +10,7 @@ from towerkit.core.asset_sources import shared_root
 from towerkit.core.errors import TowerkitError
 from towerkit.core.paths import repo_root
 from towerkit.zoo import recipe
+from towerkit.zoo.families import get_family
 
 FSDD = shared_root() / "data" / "fsdd" / "recordings"
 
@@ -43,3 +44,11 @@ def test_quick_recipe_aligns_speech_images_and_words(tmp_path: Path) -> None:
     _, prediction = recipe.predict("concept", str(FSDD / "3_jackson_0.wav"), top_k=10)
     assert len(prediction.top) == 10
     assert sum(p for _, p in prediction.top) == pytest.approx(1.0, abs=1e-5)
+
+    # the non-neural reference of the benchmark, on the same held-out recordings and images
+    family = get_family("concept")
+    config = recipe.load_recipe_config(family, quick_config(tmp_path))
+    (baseline,) = family.baselines(config, family.build_data(config))
+    assert (
+        0.3 < baseline.metrics["speech_to_image_top1"] <= baseline.metrics["speech_to_image_top5"]
+    )

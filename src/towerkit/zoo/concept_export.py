@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from towerkit.zoo.data.audio import pad_collate
-from towerkit.zoo.data.concept import ConceptPairs
+from towerkit.zoo.data.concept import ConceptPairs, ConceptSplit
 from towerkit.zoo.families import ExportSpec
 from towerkit.zoo.models.concept import ConceptModel, encode_words
 
@@ -73,6 +73,56 @@ def concept_export_specs(model: ConceptModel, test: ConceptPairs) -> list[Export
             cases=text_cases,
         ),
     ]
+
+
+def _mfcc_stats(split: ConceptSplit) -> np.ndarray:
+    """20 MFCCs of each log-mel (librosa), summarised by their mean and std over time."""
+    import librosa
+
+    rows = []
+    for spectrogram in split.speech.spectrograms:
+        mfcc = librosa.feature.mfcc(S=spectrogram.numpy().T, n_mfcc=20)
+        rows.append(np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]))
+    return np.stack(rows)
+
+
+def _pixels(split: ConceptSplit) -> np.ndarray:
+    images = split.images.images
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def cca_speech_image_baseline(
+    train: ConceptSplit, test: ConceptSplit, seed: int = 0, components: int = 9
+) -> dict[int, float]:
+    """Speech -> image retrieval top-1/top-5 through CCA fitted on same-digit training pairs."""
+    from sklearn.cross_decomposition import CCA
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from towerkit.zoo.concept_family import retrieval_top_k
+
+    rng = np.random.default_rng(seed)
+    speech_labels, image_labels = train.speech_labels(), train.image_labels()
+    partner = np.array([rng.choice(np.flatnonzero(image_labels == d)) for d in speech_labels])
+    speech_scaler = StandardScaler().fit(_mfcc_stats(train))
+    image_reducer = make_pipeline(StandardScaler(), PCA(50, random_state=seed))
+    image_reducer.fit(_pixels(train))
+    cca = CCA(n_components=components, max_iter=1000)
+    cca.fit(
+        speech_scaler.transform(_mfcc_stats(train)),
+        image_reducer.transform(_pixels(train)[partner]),
+    )
+    speech, images = cca.transform(
+        speech_scaler.transform(_mfcc_stats(test)), image_reducer.transform(_pixels(test))
+    )
+    normalise = torch.nn.functional.normalize
+    return retrieval_top_k(
+        normalise(torch.from_numpy(speech).float(), dim=-1),
+        test.speech_labels(),
+        normalise(torch.from_numpy(images).float(), dim=-1),
+        test.image_labels(),
+    )
 
 
 def concept_space_png(vectors: dict[str, Any], plots_dir: Path, per_class: int = 30) -> Path:

@@ -9,6 +9,7 @@ of that class's written forms) is nearest; no classifier is trained for it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from towerkit.zoo.data.concept import (
 )
 from towerkit.zoo.data.vision import ImageDataset, load_mnist_5k, load_sklearn_digits
 from towerkit.zoo.families import (
+    BaselineResult,
     CollateFn,
     Evaluation,
     ExportSpec,
@@ -261,6 +263,24 @@ class ConceptFamily(Family):
             similarity = vector @ text_prototypes(model).T
             logits = model.scale() * similarity[0]
         return Prediction(user_input, top_k_classes(logits, list(model.config.class_names), top_k))
+
+    def baselines(self, config: Any, data: FamilyData) -> list[BaselineResult]:
+        """Canonical correlation analysis (scikit-learn) between MFCC statistics of each training
+        recording and the pixels of a random training image of its digit; held-out recordings
+        and images are projected and retrieved by cosine, exactly like the concept model."""
+        if not isinstance(data.train, ConceptPairs) or not isinstance(data.test, ConceptPairs):
+            raise TypeError("concept baselines need ConceptPairs splits")
+        from towerkit.zoo.concept_export import cca_speech_image_baseline
+
+        start = time.perf_counter()
+        found = cca_speech_image_baseline(data.train.split, data.test.split, config.data.seed)
+        metrics = {
+            "speech_to_image_top1": found[1],
+            "speech_to_image_top5": found[5],
+            "accuracy": found[1],
+        }
+        name = "CCA (MFCC mean/std <-> image pixels), cosine retrieval"
+        return [BaselineResult(name, metrics, time.perf_counter() - start)]
 
     def extra_plots(self, model: nn.Module, data: FamilyData, plots_dir: Path) -> list[Path]:
         from towerkit.zoo.concept_export import concept_space_png
