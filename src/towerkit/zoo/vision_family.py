@@ -85,22 +85,18 @@ def load_image_arrays(data: VisionDataConfig) -> ImageArrays:
     return load_sklearn_digits(fetch("digits-8x8"), seed=data.seed)
 
 
-def _subset(images: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> tuple[Any, Any]:
-    if limit <= 0 or limit >= len(labels):
-        return images, labels
-    kept, _, kept_labels, _ = split_validation_pair(images, labels, limit, seed)
-    return kept, kept_labels
-
-
-def split_validation_pair(
-    images: np.ndarray, labels: np.ndarray, keep: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def stratified_subset(
+    images: np.ndarray, labels: np.ndarray, limit: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``limit`` examples with the class balance of the whole (all of them when limit <= 0)."""
     from sklearn.model_selection import train_test_split
 
-    kept, rest, kept_labels, rest_labels = train_test_split(
-        images, labels, train_size=keep, random_state=seed, stratify=labels
+    if limit <= 0 or limit >= len(labels):
+        return images, labels
+    kept, _, kept_labels, _ = train_test_split(
+        images, labels, train_size=limit, random_state=seed, stratify=labels
     )
-    return kept, rest, kept_labels, rest_labels
+    return kept, kept_labels
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
@@ -132,7 +128,7 @@ class VisionFamily(Family):
         x_train, y_train, x_val, y_val = split_validation(
             arrays.train_images, arrays.train_labels, data.val_fraction, data.seed
         )
-        x_train, y_train = _subset(x_train, y_train, data.train_limit, data.seed)
+        x_train, y_train = stratified_subset(x_train, y_train, data.train_limit, data.seed)
         pixels = x_train.astype(np.float32) / 255.0
         return FamilyData(
             train=ImageDataset(
