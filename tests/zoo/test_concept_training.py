@@ -48,7 +48,8 @@ def test_quick_recipe_aligns_speech_images_and_words(tmp_path: Path) -> None:
     # the non-neural reference of the benchmark, on the same held-out recordings and images
     family = get_family("concept")
     config = recipe.load_recipe_config(family, quick_config(tmp_path))
-    (baseline,) = family.baselines(config, family.build_data(config))
+    data = family.build_data(config)
+    (baseline,) = family.baselines(config, data)
     assert (
         0.3 < baseline.metrics["speech_to_image_top1"] <= baseline.metrics["speech_to_image_top5"]
     )

@@ -58,6 +58,9 @@ def test_family_builds_split_tokenizer_model_and_export_cases(tmp_path: Path) ->
     specs = family.export_specs(model, data)
     lengths = {case[0].shape[1] for case in specs[0].cases}
     assert len(lengths) >= 2  # parity is checked at several sequence lengths
+    example = family.example_input(data, tmp_path)
+    assert example is not None and example[0] in data.info["splits"].test.texts
+    assert example[1] == ("positive" if any(w in example[0] for w in GOOD) else "negative")
     evaluation = family.evaluate(model, data.test, config, data.collate_fn)
     assert 0.0 <= evaluation.metrics["accuracy"] <= 1.0
     assert evaluation.y_true is not None and len(evaluation.y_true) == 20

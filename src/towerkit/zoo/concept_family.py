@@ -183,6 +183,8 @@ class ConceptFamily(Family):
                 "std": float(pixels.std()),
                 "feature_mean": mean,
                 "feature_std": std,
+                "test_files": [c.path for c in test_clips],
+                "test_digits": [c.digit for c in test_clips],
             },
         )
 
@@ -263,6 +265,12 @@ class ConceptFamily(Family):
             similarity = vector @ text_prototypes(model).T
             logits = model.scale() * similarity[0]
         return Prediction(user_input, top_k_classes(logits, list(model.config.class_names), top_k))
+
+    def example_input(self, data: FamilyData, out_dir: Path) -> tuple[str, str] | None:
+        """The first held-out recording (a wav in place): predict names its digit through the
+        words' text prototypes."""
+        files, digits = data.info.get("test_files", []), data.info.get("test_digits", [])
+        return (str(files[0]), data.class_names[digits[0]]) if files else None
 
     def baselines(self, config: Any, data: FamilyData) -> list[BaselineResult]:
         """Canonical correlation analysis (scikit-learn) between MFCC statistics of each training

@@ -201,6 +201,11 @@ class TextFamily(Family):
         logits = torch.log(probs.clamp_min(1e-12))
         return Prediction(user_input, top_k_classes(logits, model_class_names(model), top_k))
 
+    def example_input(self, data: FamilyData, out_dir: Path) -> tuple[str, str] | None:
+        """The first held-out test text (the texts themselves are the input)."""
+        test: TextExamples = data.info["splits"].test
+        return test.texts[0], test.class_names[test.labels[0]]
+
     def baselines(self, config: TextRecipeConfig, data: FamilyData) -> list[BaselineResult]:
         """TF-IDF + logistic regression on the same split; C and n-grams chosen on validation."""
         splits = data.info["splits"]
