@@ -34,3 +34,14 @@ def test_atomic_dir_replaces_whole_or_nothing(tmp_path: Path) -> None:
 def test_write_json_atomic(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "m.json", {"b": 1, "a": 0.5})
     assert (tmp_path / "m.json").read_text() == '{\n  "a": 0.5,\n  "b": 1\n}\n'
+
+
+def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "m.json", {})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

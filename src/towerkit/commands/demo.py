@@ -48,5 +48,5 @@ def demo(
     report = write_html_report(sections, out_dir / "report.html")
     for section in sections:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(section.metrics.items())[:6])
-        console.print(f"[green]{section.domain}[/] {section.title}: {shown}")
+        console.print(f"[green]{section.title}[/]: {shown}")
     console.print(f"report: {report}")
