@@ -1,0 +1,1 @@
+"""Recommendation: two-tower retrieval from an app's interaction store, and sequential models."""

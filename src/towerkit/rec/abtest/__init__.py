@@ -1,0 +1,1 @@
+"""A/B testing: abtest assign, analyse, simulate."""

@@ -1,0 +1,1 @@
+"""Serving and export: index, serve, export."""

@@ -1,0 +1,1 @@
+"""Interaction store: seed-db, export."""

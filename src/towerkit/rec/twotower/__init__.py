@@ -1,0 +1,1 @@
+"""Two-tower training and evaluation: train, evaluate."""
