@@ -35,6 +35,13 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 RESULTS = ROOT / "runs" / "bench" / "zoo.json"
 SECTION = "## Zoo"
 BATCHES = (1, 64)
+NOTE = (
+    "Each recipe runs in its own process: wall and CPU seconds, examples/s and peak RSS are that "
+    "recipe's alone (peak RSS includes the ONNX export). On a shared machine the wall time "
+    "stretches with the load while the CPU time barely moves, so read both. The test split is "
+    "touched once, after training; early stopping and best-checkpoint choice use the validation "
+    "split carved from the training data."
+)
 # recipe -> (metric, at least, within wall seconds of the whole recipe or None): the goals
 GOALS: dict[str, tuple[str, float, float | None]] = {
     "vision-full": ("test_accuracy", 0.92, 600.0),
@@ -193,7 +200,7 @@ def fmt_ms(stats: dict[str, float]) -> str:
 def markdown(
     results: list[dict[str, Any]], folds: list[dict[str, Any]], header: str, command: str
 ) -> str:
-    lines = [SECTION, "", header, ""]
+    lines = [SECTION, "", header, "", NOTE, ""]
     lines += [
         "| recipe | data | test metric | baselines (same split) | train s (wall / CPU) "
         "| train examples/s | peak RSS MiB | run at (1-min load) |",
