@@ -1,0 +1,1 @@
+"""repotune: a code repository -> grounded QA data -> LoRA fine-tune -> merged model -> evaluation."""
