@@ -1,9 +1,59 @@
-"""``towerkit rec`` commands of this part (Interaction store)."""
+"""``towerkit rec seed-db`` and ``towerkit rec export``: the interaction store's commands."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+from towerkit.core.errors import TowerkitError
+
+console = Console(soft_wrap=True)
+
+_DB_HELP = "SQLite file path, sqlite:///FILE, or postgresql+psycopg://USER[:PASS]@HOST/DB"
+
+
+def _check_schema(schema: str | None) -> None:
+    from towerkit.rec.store.mapping import IDENTIFIER
+
+    if schema is not None and not IDENTIFIER.match(schema):
+        raise TowerkitError(
+            f"--schema {schema!r}: not a plain identifier (letters, digits and _, at most 63)"
+        )
+
+
+def seed_db_command(
+    db: str = typer.Option(..., "--db", help=_DB_HELP),
+    limit: int | None = typer.Option(
+        None, "--limit", help="keep only the first N interactions in time order (all by default)"
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="drop and recreate users/items/interactions if they hold rows"
+    ),
+    schema: str | None = typer.Option(
+        None, "--schema", help="Postgres schema to create the tables in (created if missing)"
+    ),
+) -> None:
+    """Create the default schema and fill it from MovieLens-100K (ratings >= 4 like, <= 2 pass)."""
+    from towerkit.rec.assets import fetch
+    from towerkit.rec.store.engine import check_connection, create_store_engine, redact
+    from towerkit.rec.store.movielens import load_movielens_100k
+    from towerkit.rec.store.seed import seed_store
+
+    _check_schema(schema)
+    engine = create_store_engine(db)
+    check_connection(engine)
+    data = load_movielens_100k(fetch("movielens-100k"))
+    result = seed_store(engine, data, schema=schema, limit=limit, replace=replace)
+    console.print(
+        f"seeded {redact(engine.url)}: {result.users:,} users, {result.items:,} items, "
+        f"{result.interactions:,} interactions ({result.likes:,} like, {result.passes:,} pass; "
+        f"{result.dropped:,} ratings dropped)"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``towerkit rec`` app."""
+    app.command("seed-db")(seed_db_command)
+    _ = Path  # the export command (next) takes paths
