@@ -53,7 +53,44 @@ def seed_db_command(
     )
 
 
+def export_command(
+    db: str = typer.Option(..., "--db", help=_DB_HELP),
+    out: Path = typer.Option(..., "--out", help="export folder (created; reused incrementally)"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="YAML naming your tables/columns (default: the default schema)"
+    ),
+    schema: str | None = typer.Option(
+        None, "--schema", help="Postgres schema of the tables (overrides the mapping's)"
+    ),
+    batch_size: int = typer.Option(10_000, "--batch-size", help="rows per fetch and row group"),
+    part_rows: int = typer.Option(
+        1_000_000, "--part-rows", help="start a new interactions part after this many rows"
+    ),
+    full: bool = typer.Option(
+        False, "--full", help="ignore the saved watermark and export every interaction again"
+    ),
+) -> None:
+    """Stream interactions (new ones since the last run) and user/item features to Parquet."""
+    from towerkit.rec.store.export import export_store
+
+    _check_schema(schema)
+    result = export_store(
+        db,
+        out,
+        mapping=mapping,
+        schema=schema,
+        batch_size=batch_size,
+        part_rows=part_rows,
+        full=full,
+    )
+    parts = ", ".join(result.new_parts) if result.new_parts else "no new part"
+    console.print(
+        f"exported to {result.out}: {result.new_rows:,} new interactions ({parts}); "
+        f"{result.interactions:,} in all; {result.users:,} users, {result.items:,} items"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``towerkit rec`` app."""
     app.command("seed-db")(seed_db_command)
-    _ = Path  # the export command (next) takes paths
+    app.command("export")(export_command)

@@ -132,6 +132,12 @@ def validate_mapping(mapping: StoreMapping, source: str) -> None:
                 )
             if spec.kind == "multi_categorical" and not spec.separator:
                 raise ConfigError(f"{source}: key '{key}.features.{column}.separator': empty")
+        reserved = "user_id" if key == "users" else "item_id"
+        if reserved in entity.features:
+            raise ConfigError(
+                f"{source}: key '{key}.features.{reserved}': the export's own id column; "
+                f"name it in '{key}.id' instead"
+            )
     actions = mapping.interactions.actions
     unknown = sorted(set(actions) - set(ACTIONS))
     if unknown or not actions:
@@ -139,6 +145,8 @@ def validate_mapping(mapping: StoreMapping, source: str) -> None:
             f"{source}: key 'interactions.actions': {unknown[0] if unknown else 'empty'!r}; "
             f"expected keys among {', '.join(ACTIONS)}"
         )
+    if len(set(actions.values())) != len(actions):
+        raise ConfigError(f"{source}: key 'interactions.actions': two actions share one value")
 
 
 def _reflect(
