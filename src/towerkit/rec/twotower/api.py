@@ -1,0 +1,200 @@
+"""A trained two-tower model as the serving, export and A/B parts use it.
+
+``load_bundle(ref)`` takes a registry reference (``rec-two-tower`` = the ``production`` alias, else
+the latest version; ``rec-two-tower@production``; ``rec-two-tower/3``) or a run / model directory
+and returns a ``TwoTowerBundle``: the model in eval mode with its fitted featurisation and
+feature tables, so ids and feature mappings embed exactly as in training. Embeddings are float32
+and L2-normalised, so inner product = cosine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from towerkit.core.errors import ModelLoadError, TowerkitError
+from towerkit.core.registry import ModelRegistry, ModelVersion
+from towerkit.rec.twotower.artifacts import FeatureArtifacts
+from towerkit.rec.twotower.config import REGISTRY_NAME
+from towerkit.rec.twotower.features import SideTensors, TextEncoder
+from towerkit.rec.twotower.model import Tower, TwoTowerModel
+
+__all__ = ["QueryTowerExport", "TwoTowerBundle", "load_bundle"]
+
+INPUT_NAMES = ("ids", "cat", "multi", "num", "text")
+# names in exported graphs ("cat" would clash with the Concat node the exporter names "cat")
+EXPORT_NAMES = {
+    "ids": "id_index",
+    "cat": "categorical",
+    "multi": "multi_categorical",
+    "num": "numeric",
+    "text": "text_vectors",
+}
+
+
+class QueryTowerExport(nn.Module):
+    """The query tower on the tensors it really uses (inputs with a zero-size feature axis, e.g.
+    no multi-categorical user features, are left out: exporters handle empty tensors badly)."""
+
+    def __init__(self, tower: Tower, used: Sequence[str]) -> None:
+        super().__init__()
+        self.tower = tower
+        self.used = tuple(used)
+
+    def forward(
+        self,
+        ids: Tensor,
+        second: Tensor | None = None,
+        third: Tensor | None = None,
+        fourth: Tensor | None = None,
+        fifth: Tensor | None = None,
+    ) -> Tensor:
+        present = [t for t in (ids, second, third, fourth, fifth) if t is not None]
+        given = dict(zip(self.used, present, strict=True))
+        n = ids.shape[0]
+        empty = {
+            "cat": ids.new_zeros((n, 0)),
+            "multi": ids.new_zeros((n, 0, 1)),
+            "num": ids.new_zeros((n, 0), dtype=torch.float32),
+            "text": ids.new_zeros((n, 0, 1), dtype=torch.float32),
+        }
+        args = [given.get(name, empty.get(name)) for name in INPUT_NAMES]
+        return self.tower(*args)
+
+
+@dataclass
+class TwoTowerBundle:
+    model: TwoTowerModel
+    features: FeatureArtifacts
+    version: ModelVersion | None
+    run_dir: Path | None
+    model_dir: Path | None = None
+    _candidates: np.ndarray | None = field(default=None, repr=False)
+    _encoder: TextEncoder | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.version.uri if self.version is not None else str(self.model_dir)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.embedding_dim)
+
+    # --- queries -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _embed_query(self, tensors: SideTensors) -> np.ndarray:
+        self.model.eval()
+        return self.model.query_tower(*tensors.inputs()).numpy().astype(np.float32)
+
+    def query_embeddings(self, user_ids: Sequence[str]) -> np.ndarray:
+        """(n, d) for known user ids; an unknown id gets its hashed OOV id row and no features."""
+        art = self.features
+        rows = [art.query_row(str(u)) for u in user_ids]
+        tables = art.query_tables
+        known = [i for i, r in enumerate(rows) if r is not None]
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        if known:
+            index = torch.tensor([rows[i] for i in known], dtype=torch.long)
+            out[known] = self._embed_query(tables.take(index))
+        unknown = [i for i, r in enumerate(rows) if r is None]
+        for i in unknown:
+            out[i] = self.query_embedding_from_features({art.query.id_column: str(user_ids[i])})
+        return out
+
+    def query_embedding_from_features(self, features: Mapping[str, Any]) -> np.ndarray:
+        """(d,) for a user described by feature values (keys: the user feature columns, and
+        optionally the id column); missing keys count as missing values."""
+        side = self.features.query
+        tensors = side.transform_one(features, self._text_encoder() if side.text else None)
+        return self._embed_query(tensors)[0]
+
+    # --- candidates --------------------------------------------------------------------------
+
+    def candidate_ids(self) -> list[str]:
+        return list(self.features.candidate_keys)
+
+    @torch.no_grad()
+    def candidate_embeddings(self) -> np.ndarray:
+        """(n_items, d) in ``candidate_ids()`` order (computed once, then cached)."""
+        if self._candidates is None:
+            self.model.eval()
+            tables = self.features.candidate_tables
+            parts = [
+                self.model.candidate_tower(
+                    *tables.take(torch.arange(s, min(s + 4096, len(tables)))).inputs()
+                )
+                for s in range(0, len(tables), 4096)
+            ]
+            self._candidates = torch.cat(parts).numpy().astype(np.float32)
+        return self._candidates
+
+    def seen_items(self, user_id: str) -> set[str]:
+        """Item ids the user interacted with in the training data (empty for unknown users)."""
+        row = self.features.query_row(str(user_id))
+        if row is None:
+            return set()
+        keys = self.features.candidate_keys
+        return {keys[int(i)] for i in self.features.seen_rows(row)}
+
+    # --- export ------------------------------------------------------------------------------
+
+    def query_tower_for_export(self) -> tuple[nn.Module, tuple[Tensor, ...], list[str]]:
+        """The query tower as a module on tensors, two real users' inputs as example, and the
+        input names (a subset of id_index (n,) int64, categorical (n, c) int64,
+        multi_categorical (n, m, L) int64, numeric (n, k) float32, text_vectors (n, t, D)
+        float32, in that order; the feature layout is ``features.query``'s)."""
+        tables = self.features.query_tables
+        example = tables.take(torch.arange(min(2, len(tables))))
+        shapes = {
+            "cat": example.cat,
+            "multi": example.multi,
+            "num": example.num,
+            "text": example.text,
+        }
+        used = ["ids", *(name for name, t in shapes.items() if t.shape[1] > 0)]
+        values = dict(zip(INPUT_NAMES, example.inputs(), strict=True))
+        module = QueryTowerExport(self.model.query_tower, used).eval()
+        return module, tuple(values[name] for name in used), [EXPORT_NAMES[n] for n in used]
+
+    def _text_encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            from towerkit.rec.twotower.text import CachedSentenceEncoder
+
+            name = self.features.text_encoder or "all-minilm-l6-v2"
+            self._encoder = CachedSentenceEncoder(name)
+        return self._encoder
+
+
+def load_bundle(ref: str, registry: ModelRegistry | None = None) -> TwoTowerBundle:
+    """A bundle from a registry reference or a run / model directory (see the module docstring)."""
+    path = Path(ref).expanduser()
+    version: ModelVersion | None = None
+    if path.is_dir():
+        model_dir = path if (path / "config.json").is_file() else path / "model"
+        if not (model_dir / "config.json").is_file():
+            raise TowerkitError(
+                f"{path}: not a model directory (no config.json there or in model/)"
+            )
+        run_dir = model_dir.parent if (model_dir.parent / "config.yaml").is_file() else None
+    elif path.exists():
+        raise TowerkitError(f"{ref}: expected a model directory or a registry reference")
+    else:
+        version = (registry or ModelRegistry()).resolve(ref)
+        model_dir = Path(version.model_dir)
+        run_dir = Path(version.run_dir) if version.run_dir else None
+    try:
+        model = TwoTowerModel.from_pretrained(model_dir)
+    except ModelLoadError as exc:
+        raise TowerkitError(f"{ref}: not a two-tower model ({REGISTRY_NAME}): {exc}") from None
+    if model.artifacts is None:
+        raise TowerkitError(
+            f"{model_dir}: no features.json / tables.safetensors beside the weights"
+        )
+    return TwoTowerBundle(model, model.artifacts, version, run_dir, model_dir)

@@ -1,0 +1,129 @@
+"""Held-out metrics for any scorer of (user row, item row): the two-tower model or a baseline.
+
+- ``auc``: ROC-AUC of the scores of the split's (user, item) interactions, like/match (1) vs
+  pass (0): does the model put what a user liked above what the same app saw them pass on.
+- ``recall@K``, ``ndcg@K``, ``hr@K``: full ranking of ALL catalogue items for every user with a
+  held-out like, the items the user interacted with before the split excluded
+  (``towerkit.core.metrics.full_ranking_metrics``). ``warm_*`` repeats them for the users that
+  have training interactions, the only ones a pure collaborative-filtering baseline knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from towerkit.core.metrics import full_ranking_metrics, roc_auc
+from towerkit.rec.twotower.artifacts import FeatureArtifacts
+from towerkit.rec.twotower.model import TwoTowerModel
+from towerkit.rec.twotower.prepare import EncodedInteractions
+
+DEFAULT_KS = (10, 20, 50, 100)
+REPORTED = ("recall", "ndcg", "hr")
+
+
+class Scorer(Protocol):
+    def full_scores(self, user_rows: torch.Tensor) -> torch.Tensor:
+        """(n, n_items) scores of every item for these users."""
+        ...
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray: ...
+
+
+class EmbeddingScorer:
+    """Dot products of fixed user and item vectors."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        self.users, self.items = users.float(), items.float()
+
+    def full_scores(self, user_rows: torch.Tensor) -> torch.Tensor:
+        return self.users[user_rows] @ self.items.T
+
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        u = self.users[torch.from_numpy(user_rows)]
+        v = self.items[torch.from_numpy(item_rows)]
+        return (u * v).sum(dim=1).numpy()
+
+
+@torch.no_grad()
+def embed_tables(
+    model: TwoTowerModel, artifacts: FeatureArtifacts, batch_size: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of every known user and every catalogue item (eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for tower, tables in (
+            (model.query_tower, artifacts.query_tables),
+            (model.candidate_tower, artifacts.candidate_tables),
+        ):
+            chunks = [
+                tower(*tables.take(torch.arange(s, min(s + batch_size, len(tables)))).inputs())
+                for s in range(0, len(tables), batch_size)
+            ]
+            out.append(torch.cat(chunks))
+    finally:
+        model.train(was_training)
+    return out[0], out[1]
+
+
+def model_scorer(model: TwoTowerModel, artifacts: FeatureArtifacts) -> EmbeddingScorer:
+    return EmbeddingScorer(*embed_tables(model, artifacts))
+
+
+def evaluate_scorer(
+    scorer: Scorer,
+    held_out: EncodedInteractions,
+    before: EncodedInteractions,
+    n_users: int,
+    n_items: int,
+    ks: Sequence[int] = DEFAULT_KS,
+    warm_users: np.ndarray | None = None,
+) -> dict[str, float]:
+    """auc, {recall,ndcg,hr}@K over all users with a held-out like, and warm_* over warm ones."""
+    metrics: dict[str, float] = {}
+    labels = held_out.labels
+    if 0 < labels.sum() < len(labels):
+        scores = scorer.pair_scores(held_out.user_rows, held_out.item_rows)
+        metrics["auc"] = roc_auc(labels.astype(np.int64), scores)
+    positives = held_out.positives(n_users)
+    exclude = _sets(before, n_users)
+    metrics.update(_ranking(scorer, positives, exclude, n_items, ks, ""))
+    if warm_users is not None:
+        warm = set(warm_users.tolist())
+        warm_positives = [p if u in warm else [] for u, p in enumerate(positives)]
+        if any(warm_positives):
+            metrics.update(_ranking(scorer, warm_positives, exclude, n_items, ks, "warm_"))
+    return metrics
+
+
+def _ranking(
+    scorer: Scorer,
+    positives: list[list[int]],
+    exclude: list[list[int]],
+    n_items: int,
+    ks: Sequence[int],
+    prefix: str,
+) -> dict[str, float]:
+    if not any(positives):
+        return {}
+    result = full_ranking_metrics(scorer.full_scores, positives, ks, exclude, n_items=n_items)
+    kept = {f"{prefix}{name}@{k}": result[f"{name}@{k}"] for name in REPORTED for k in ks}
+    kept[f"{prefix}n_users"] = result["n_users"]
+    return kept
+
+
+def _sets(encoded: EncodedInteractions, n_users: int) -> list[list[int]]:
+    rows: list[list[int]] = [[] for _ in range(n_users)]
+    for user, item in zip(encoded.user_rows, encoded.item_rows, strict=True):
+        rows[user].append(int(item))
+    return rows
+
+
+def warm_users(train: EncodedInteractions) -> np.ndarray:
+    """User rows with at least one training interaction."""
+    return np.unique(train.user_rows)

@@ -1,0 +1,183 @@
+"""The two-tower retrieval model: a query (user) tower and a candidate (item) tower.
+
+Each tower embeds the entity id (with hashed out-of-vocabulary rows), its categorical features
+(``nn.Embedding``), multi-categorical features (``nn.EmbeddingBag``, mean over the list), numeric
+features (already normalised) and text features (precomputed MiniLM vectors through a linear
+projection), concatenates them and runs an MLP to an L2-normalised embedding. Scores are
+cosines. The model also carries the streaming item-frequency estimator of the logQ correction
+and the scale / bias of the pointwise like-vs-pass head.
+
+A trained model is saved with its fitted featurisation (``features.json``) and the feature
+tensors of every known user and item plus the items each user saw in training
+(``tables.safetensors``), all in the one model directory, written atomically together.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from towerkit.core.errors import ConfigError
+from towerkit.core.io import atomic_dir
+from towerkit.core.model import BaseModel, register_model, replace_config
+from towerkit.rec.twotower.artifacts import FeatureArtifacts
+from towerkit.rec.twotower.losses import StreamingFrequency
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class TowerSpec:
+    """A tower's input sizes, read off a fitted ``SideFeaturizer``."""
+
+    n_ids: int = 2
+    categorical: list[int] = field(default_factory=list)  # vocabulary sizes
+    multi_categorical: list[int] = field(default_factory=list)
+    n_numeric: int = 0
+    n_text: int = 0
+    text_dim: int = 0
+
+
+@dataclass
+class TwoTowerConfig:
+    query: TowerSpec = field(default_factory=TowerSpec)
+    candidate: TowerSpec = field(default_factory=TowerSpec)
+    embedding_dim: int = 64
+    id_dim: int = 32
+    feature_dim: int = 16
+    text_proj_dim: int = 32
+    hidden_dims: list[int] = field(default_factory=lambda: [128])
+    dropout: float = 0.1
+    use_ids: bool = True
+    init_std: float = 0.05  # embedding tables start small so no single input dominates
+    freq_buckets: int = 65536
+    freq_hashes: int = 2
+    freq_alpha: float = 0.05
+    bce_scale_init: float = 10.0
+
+    def __post_init__(self) -> None:
+        for key in ("embedding_dim", "id_dim", "feature_dim", "text_proj_dim"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model: {key}: expected >= 1, got {getattr(self, key)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model: dropout: expected 0 <= dropout < 1, got {self.dropout}")
+
+
+class Tower(nn.Module):
+    """Inputs (ids (n,), cat (n, c), multi (n, m, L), num (n, k), text (n, t, D)) -> (n, d)."""
+
+    def __init__(self, spec: TowerSpec, config: TwoTowerConfig) -> None:
+        super().__init__()
+        self.spec = spec
+        self.id_embedding = nn.Embedding(spec.n_ids, config.id_dim) if config.use_ids else None
+        self.categorical = nn.ModuleList(
+            nn.Embedding(size, config.feature_dim) for size in spec.categorical
+        )
+        self.multi_categorical = nn.ModuleList(
+            nn.EmbeddingBag(size, config.feature_dim, mode="mean", padding_idx=0)
+            for size in spec.multi_categorical
+        )
+        self.text = nn.ModuleList(
+            nn.Linear(spec.text_dim, config.text_proj_dim) for _ in range(spec.n_text)
+        )
+        width = (
+            (config.id_dim if config.use_ids else 0)
+            + config.feature_dim * (len(spec.categorical) + len(spec.multi_categorical))
+            + spec.n_numeric
+            + config.text_proj_dim * spec.n_text
+        )
+        if width == 0:
+            raise ConfigError("model: a tower has no inputs (use_ids is false and no features)")
+        layers: list[nn.Module] = []
+        for hidden in config.hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, config.embedding_dim))
+        self.mlp = nn.Sequential(*layers)
+        for module in self.modules():
+            if isinstance(module, nn.Embedding | nn.EmbeddingBag):
+                nn.init.normal_(module.weight, std=config.init_std)
+
+    def forward(self, ids: Tensor, cat: Tensor, multi: Tensor, num: Tensor, text: Tensor) -> Tensor:
+        parts: list[Tensor] = []
+        if self.id_embedding is not None:
+            parts.append(self.id_embedding(ids))
+        parts.extend(emb(cat[:, j]) for j, emb in enumerate(self.categorical))
+        parts.extend(bag(multi[:, j]) for j, bag in enumerate(self.multi_categorical))
+        if self.spec.n_numeric:
+            parts.append(num)
+        parts.extend(proj(text[:, j]) for j, proj in enumerate(self.text))
+        return F.normalize(self.mlp(torch.cat(parts, dim=-1)), dim=-1)
+
+
+class TwoTowerModel(BaseModel):
+    """``forward(query_inputs, candidate_inputs) -> (query_emb, candidate_emb)``, both L2-normed.
+
+    ``artifacts`` (fitted featurisation + feature tables) is attached after fitting and saved
+    and loaded with the weights.
+    """
+
+    config_class = TwoTowerConfig
+    config: TwoTowerConfig
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__(config)
+        self.query_tower = Tower(config.query, config)
+        self.candidate_tower = Tower(config.candidate, config)
+        self.bce_scale = nn.Parameter(torch.tensor(float(config.bce_scale_init)))
+        self.bce_bias = nn.Parameter(torch.zeros(()))
+        self.item_frequency = StreamingFrequency(
+            config.freq_buckets, config.freq_hashes, config.freq_alpha
+        )
+        self.artifacts: FeatureArtifacts | None = None
+
+    def forward(
+        self, query: tuple[Tensor, ...], candidate: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor]:
+        return self.query_tower(*query), self.candidate_tower(*candidate)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Weights + config (BaseModel) and the artifacts, replacing ``directory`` as a whole."""
+        directory = Path(directory)
+        with atomic_dir(directory) as tmp:
+            inner = super().save_pretrained(tmp / "weights")
+            for path in inner.iterdir():
+                os.replace(path, tmp / path.name)
+            inner.rmdir()
+            if self.artifacts is not None:
+                self.artifacts.save(tmp)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls: type[M], directory: str | Path, map_location: str = "cpu") -> M:
+        model = super().from_pretrained(directory, map_location)
+        if isinstance(model, TwoTowerModel) and FeatureArtifacts.present(Path(directory)):
+            model.artifacts = FeatureArtifacts.load(Path(directory))
+            model.artifacts.check_matches(model.config, Path(directory))
+        return model
+
+
+def _build(defaults: dict[str, Any], **overrides: Any) -> TwoTowerModel:
+    config = replace_config(TwoTowerConfig(**defaults), **overrides)
+    return TwoTowerModel(config)
+
+
+@register_model("two-tower-small")
+def two_tower_small(**overrides: Any) -> TwoTowerModel:
+    """64-d embeddings, one 128-unit hidden layer per tower."""
+    return _build({"embedding_dim": 64, "hidden_dims": [128]}, **overrides)
+
+
+@register_model("two-tower-base")
+def two_tower_base(**overrides: Any) -> TwoTowerModel:
+    """128-d embeddings, two hidden layers (256, 256) per tower."""
+    return _build(
+        {"embedding_dim": 128, "id_dim": 64, "feature_dim": 32, "hidden_dims": [256, 256]},
+        **overrides,
+    )

@@ -1,0 +1,181 @@
+"""From ``InteractionData`` to what training needs: split, fitted features, tables, row indices.
+
+Everything statistical (vocabularies, numeric means, the id vocabularies themselves) is fitted on
+the training split only; validation and test users / items absent from it get hashed OOV ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from torch.utils.data import Dataset
+
+from towerkit.core.errors import ConfigError, TowerkitError
+from towerkit.rec.twotower.artifacts import FeatureArtifacts
+from towerkit.rec.twotower.data import (
+    ITEM_ID,
+    USER_ID,
+    InteractionData,
+    SplitConfig,
+    TimeSplit,
+    labels_of,
+    time_split,
+    with_interaction_entities,
+)
+from towerkit.rec.twotower.features import SideFeaturizer, TextEncoder
+
+
+@dataclass
+class FeatureConfig:
+    user_features: list[str] | None = None  # None: every user feature column of the export
+    item_features: list[str] | None = None
+    oov_buckets: int = 8
+    min_count: int = 1
+    text_encoder: str = "all-minilm-l6-v2"
+
+    def __post_init__(self) -> None:
+        if self.oov_buckets < 1 or self.min_count < 1:
+            raise ConfigError("features: oov_buckets and min_count: expected >= 1")
+
+
+@dataclass
+class EncodedInteractions:
+    """Interactions as rows of the user / item tables, with labels 1 (like, match) / 0 (pass)."""
+
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.user_rows.shape[0])
+
+    def positives(self, n_users: int) -> list[list[int]]:
+        rows: list[list[int]] = [[] for _ in range(n_users)]
+        for user, item, label in zip(self.user_rows, self.item_rows, self.labels, strict=True):
+            if label > 0:
+                rows[user].append(int(item))
+        return rows
+
+
+class InteractionDataset(Dataset[tuple[int, int, float]]):
+    def __init__(self, encoded: EncodedInteractions) -> None:
+        self.encoded = encoded
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index: int) -> tuple[int, int, float]:
+        e = self.encoded
+        return int(e.user_rows[index]), int(e.item_rows[index]), float(e.labels[index])
+
+
+def collate(batch: list[tuple[int, int, float]]) -> dict[str, torch.Tensor]:
+    users, items, labels = zip(*batch, strict=True)
+    return {
+        "user_rows": torch.tensor(users, dtype=torch.long),
+        "item_rows": torch.tensor(items, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.float32),
+    }
+
+
+@dataclass
+class PreparedData:
+    data: InteractionData
+    split: TimeSplit
+    artifacts: FeatureArtifacts
+    train: EncodedInteractions
+    val: EncodedInteractions
+    test: EncodedInteractions
+
+    @property
+    def n_users(self) -> int:
+        return len(self.artifacts.query_keys)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.artifacts.candidate_keys)
+
+    def before(self, name: str) -> EncodedInteractions:
+        """Everything the app had seen before split ``name`` began (excluded when ranking)."""
+        return self.train if name == "val" else _concat(self.train, self.val)
+
+    def describe(self) -> str:
+        return (
+            f"{self.data.description or 'interactions'}: {self.n_users:,} users, "
+            f"{self.n_items:,} items; {self.split.describe()}"
+        )
+
+
+def _select(kinds: dict[str, str], chosen: list[str] | None, side: str) -> dict[str, str]:
+    if chosen is None:
+        return dict(kinds)
+    unknown = [c for c in chosen if c not in kinds]
+    if unknown:
+        raise ConfigError(
+            f"features.{side}_features: '{unknown[0]}' is not a {side} feature of the export "
+            f"(known: {', '.join(kinds) or 'none'})"
+        )
+    return {c: kinds[c] for c in chosen}
+
+
+def prepare(
+    data: InteractionData,
+    split_config: SplitConfig,
+    features: FeatureConfig,
+    text_encoder: TextEncoder | None,
+) -> PreparedData:
+    data = with_interaction_entities(data)
+    split = time_split(data.interactions, split_config)
+    user_kinds = _select(data.user_kinds, features.user_features, "user")
+    item_kinds = _select(data.item_kinds, features.item_features, "item")
+    needs_text = "text" in user_kinds.values() or "text" in item_kinds.values()
+    if needs_text and text_encoder is None:
+        raise TowerkitError("text features present but no text encoder was given")
+    dim = text_encoder.dim if needs_text and text_encoder is not None else 0
+    common = {"oov_buckets": features.oov_buckets, "min_count": features.min_count, "text_dim": dim}
+    query = SideFeaturizer.fit(
+        data.users, USER_ID, user_kinds, split.train["viewer_id"].unique().to_list(), **common
+    )
+    candidate = SideFeaturizer.fit(
+        data.items, ITEM_ID, item_kinds, split.train["target_id"].unique().to_list(), **common
+    )
+    query_keys = query.keys_of(data.users)
+    candidate_keys = candidate.keys_of(data.items)
+    encoded = {
+        name: _encode(getattr(split, name), query_keys, candidate_keys)
+        for name in ("train", "val", "test")
+    }
+    indptr, indices = FeatureArtifacts.seen_from_pairs(
+        encoded["train"].user_rows, encoded["train"].item_rows, len(query_keys)
+    )
+    artifacts = FeatureArtifacts(
+        query=query,
+        candidate=candidate,
+        query_keys=query_keys,
+        candidate_keys=candidate_keys,
+        query_tables=query.transform(data.users, text_encoder),
+        candidate_tables=candidate.transform(data.items, text_encoder),
+        seen_indptr=indptr,
+        seen_indices=indices,
+        text_encoder=features.text_encoder if needs_text else None,
+    )
+    return PreparedData(data, split, artifacts, encoded["train"], encoded["val"], encoded["test"])
+
+
+def _encode(frame: pl.DataFrame, user_keys: list[str], item_keys: list[str]) -> EncodedInteractions:
+    user_index = {k: i for i, k in enumerate(user_keys)}
+    item_index = {k: i for i, k in enumerate(item_keys)}
+    users = np.fromiter((user_index[v] for v in frame["viewer_id"]), np.int64, frame.height)
+    items = np.fromiter((item_index[v] for v in frame["target_id"]), np.int64, frame.height)
+    return EncodedInteractions(users, items, labels_of(frame))
+
+
+def _concat(a: EncodedInteractions, b: EncodedInteractions) -> EncodedInteractions:
+    return EncodedInteractions(
+        np.concatenate([a.user_rows, b.user_rows]),
+        np.concatenate([a.item_rows, b.item_rows]),
+        np.concatenate([a.labels, b.labels]),
+    )

@@ -1,0 +1,241 @@
+"""The two-tower pipeline.
+
+train:    config -> export frames (``--data`` folder, or ``--db`` exported into the run) -> time
+          split -> features fitted on train -> Trainer.fit (early stopping on validation) ->
+          the test split, once: two-tower and baselines side by side -> finish_run (registered
+          as ``rec-two-tower``; ``production`` follows the headline metric) -> plots
+evaluate: a model reference -> the data and split its run used -> the same table again
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from towerkit.core.config import load_config
+from towerkit.core.errors import TowerkitError
+from towerkit.core.io import write_json_atomic
+from towerkit.core.model import create_model
+from towerkit.core.paths import repo_root
+from towerkit.core.registry import ModelRegistry, ModelVersion
+from towerkit.core.run import finish_run, start_run
+from towerkit.rec.twotower.baselines import fit_baselines
+from towerkit.rec.twotower.config import REGISTRY_NAME, TwoTowerRecipe
+from towerkit.rec.twotower.data import InteractionData
+from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm_users
+from towerkit.rec.twotower.features import SideFeaturizer
+from towerkit.rec.twotower.model import TowerSpec, TwoTowerModel
+from towerkit.rec.twotower.prepare import InteractionDataset, PreparedData, collate, prepare
+from towerkit.rec.twotower.sources import load_data
+from towerkit.rec.twotower.text import CachedSentenceEncoder
+from towerkit.rec.twotower.training import TwoTowerLoss
+
+Promote = Literal["auto", "always", "never"]
+PRODUCTION = "production"
+TWO_TOWER = "two_tower"
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    metrics: dict[str, float]  # flat: test_<model>_<metric>, val_..., train_*
+    table: dict[str, dict[str, float]]  # model -> test metrics
+    version: ModelVersion | None
+    promoted: bool
+    model: TwoTowerModel
+    description: str
+    plots: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def default_config_path(kind: str = "quick") -> Path:
+    return repo_root() / "configs" / "rec" / f"two-tower-{kind}.yaml"
+
+
+def load_recipe(
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: Path | None = None,
+    db_url: str | None = None,
+) -> TwoTowerRecipe:
+    extra = [f"data.path={data_dir}"] if data_dir is not None else []
+    extra += [f"data.db={db_url}"] if db_url is not None else []
+    path = config_path if config_path is not None else default_config_path("quick")
+    return load_config(TwoTowerRecipe, path, [*overrides, *extra])
+
+
+def tower_spec(side: SideFeaturizer) -> TowerSpec:
+    return TowerSpec(
+        n_ids=side.ids.size,
+        categorical=[v.size for v in side.categorical.values()],
+        multi_categorical=[v.size for v in side.multi_categorical.values()],
+        n_numeric=len(side.numeric),
+        n_text=len(side.text),
+        text_dim=side.text_dim,
+    )
+
+
+def build_prepared(config: TwoTowerRecipe, data: InteractionData) -> PreparedData:
+    encoder = CachedSentenceEncoder(config.features.text_encoder)
+    return prepare(data, config.split, config.features, encoder)
+
+
+def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel:
+    artifacts = prepared.artifacts
+    model = create_model(
+        config.arch,
+        query=tower_spec(artifacts.query),
+        candidate=tower_spec(artifacts.candidate),
+        **config.model,
+    )
+    if not isinstance(model, TwoTowerModel):
+        raise TowerkitError(f"arch: {config.arch!r} is not a two-tower model")
+    model.artifacts = artifacts
+    return model
+
+
+def evaluate_all(
+    config: TwoTowerRecipe, model: TwoTowerModel, prepared: PreparedData, split: str
+) -> dict[str, dict[str, float]]:
+    """model name -> metrics on ``split`` (val or test) for the two-tower and every baseline."""
+    held_out = getattr(prepared, split)
+    before = prepared.before(split)
+    warm = warm_users(prepared.train)
+    n_users, n_items, ks = prepared.n_users, prepared.n_items, config.eval.ks
+    table = {
+        TWO_TOWER: evaluate_scorer(
+            model_scorer(model, prepared.artifacts), held_out, before, n_users, n_items, ks, warm
+        )
+    }
+    scorers, seconds = fit_baselines(config.baselines, prepared.train, n_users, n_items)
+    for name, scorer in scorers.items():
+        table[name] = evaluate_scorer(scorer, held_out, before, n_users, n_items, ks, warm)
+        table[name]["fit_seconds"] = seconds[name]
+    return table
+
+
+def flatten(table: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
+    return {f"{prefix}_{m}_{k}": v for m, row in table.items() for k, v in row.items()}
+
+
+def train(
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    data_dir: Path | None = None,
+    db_url: str | None = None,
+    data: InteractionData | None = None,
+    resume: Path | None = None,
+    promote: Promote = "auto",
+    registry: ModelRegistry | None = None,
+    runs_root: Path | None = None,
+) -> TrainOutcome:
+    """Train, evaluate (test once) and register one two-tower run."""
+    from towerkit.core.trainer import Trainer
+
+    started = time.perf_counter()
+    if resume is not None:
+        if config_path is not None or overrides or data_dir is not None or db_url is not None:
+            raise TowerkitError(
+                "--resume: the run's own config.yaml is used; drop the other options"
+            )
+        if not (resume / "config.yaml").is_file():
+            raise TowerkitError(f"{resume}: not a run directory (no config.yaml)")
+        config = load_config(TwoTowerRecipe, resume / "config.yaml")
+    else:
+        config = load_recipe(config_path, overrides, data_dir, db_url)
+    run_dir = resume or start_run("rec", config.recipe, config, root=runs_root)
+    data = data if data is not None else load_data(config.data, run_dir)
+    prepared = build_prepared(config, data)
+    model = build_model(config, prepared)
+    artifacts = prepared.artifacts
+
+    def eval_on_val(unwrapped: Any) -> dict[str, float]:
+        scorer = model_scorer(unwrapped, artifacts)
+        warm = warm_users(prepared.train)
+        return evaluate_scorer(
+            scorer, prepared.val, prepared.train, prepared.n_users, prepared.n_items,
+            config.eval.ks, warm,
+        )  # fmt: skip
+
+    trainer = Trainer(
+        model,
+        config.trainer,
+        InteractionDataset(prepared.train),
+        TwoTowerLoss(artifacts.query_tables, artifacts.candidate_tables, config.loss),
+        run_dir,
+        eval_fn=eval_on_val,
+        collate_fn=collate,
+    )
+    fit = trainer.fit(resume=resume is not None)
+    val_table = evaluate_all(config, model, prepared, "val")
+    test_table = evaluate_all(config, model, prepared, "test")  # the one look at the test split
+    metrics = {**flatten(test_table, "test"), **flatten(val_table, "val")}
+    metrics.update(_ratios(test_table, config.eval.headline))
+    metrics["train_seconds"] = float(fit.train_seconds)
+    metrics["train_examples_per_second"] = float(fit.examples_per_second)
+    metrics["train_steps"] = float(fit.global_step)
+    registry = registry or ModelRegistry()
+    version = finish_run(
+        run_dir, model, metrics, config,
+        register_as=REGISTRY_NAME, data_files=data.files,
+        tags={"recipe": config.recipe, "arch": config.arch}, registry=registry,
+    )  # fmt: skip
+    assert version is not None
+    promoted = _maybe_promote(registry, version, config.eval.headline, promote)
+    write_json_atomic(
+        run_dir / "evaluation.json",
+        {"test": test_table, "val": val_table, "data": prepared.describe()},
+    )
+    from towerkit.rec.twotower.plots import recall_curve_png
+
+    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
+    plots.append(
+        recall_curve_png(test_table, run_dir / "plots" / "recall_at_k.png", config.eval.ks)
+    )
+    return TrainOutcome(
+        run_dir=run_dir,
+        metrics=metrics,
+        table=test_table,
+        version=registry.get(REGISTRY_NAME, version.version),
+        promoted=promoted,
+        model=model,
+        description=prepared.describe(),
+        plots=plots,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _ratios(table: dict[str, dict[str, float]], headline: str) -> dict[str, float]:
+    """two-tower / baseline for the headline metric and AUC (test split)."""
+    out: dict[str, float] = {}
+    ours = table[TWO_TOWER]
+    for name, row in table.items():
+        if name == TWO_TOWER:
+            continue
+        for metric in (headline, "auc"):
+            if metric in ours and row.get(metric):
+                out[f"test_ratio_{metric}_vs_{name}"] = ours[metric] / row[metric]
+    return out
+
+
+def _maybe_promote(
+    registry: ModelRegistry, version: ModelVersion, headline: str, promote: Promote
+) -> bool:
+    """``auto``: production moves to the new version unless the current one is better on the
+    test headline metric."""
+    if promote == "never":
+        return False
+    if promote == "auto":
+        key = f"test_{TWO_TOWER}_{headline}"
+        current = registry.get_model(version.name).aliases.get(PRODUCTION)
+        if current is not None:
+            champion = registry.get(version.name, current).metrics.get(key)
+            challenger = version.metrics.get(key)
+            if champion is not None and (challenger is None or challenger < champion):
+                return False
+    registry.set_alias(version.name, PRODUCTION, version.version)
+    return True

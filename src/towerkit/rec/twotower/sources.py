@@ -1,0 +1,90 @@
+"""Where a two-tower run's frames come from: an export folder, a store URL, or MovieLens directly.
+
+- ``data.path``: a folder written by ``towerkit rec export`` (read with
+  ``towerkit.rec.store.read_export``);
+- ``data.db``: a store URL; it is exported into ``<run_dir>/data`` first, then read;
+- ``movielens_data()``: the same frames ``seed-db`` + ``export`` produce, built in memory from the
+  ``movielens-100k`` asset (tests and benchmarks that need no database).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from towerkit.core.errors import ConfigError, TowerkitError
+from towerkit.rec.twotower.data import ITEM_ID, USER_ID, InteractionData, kinds_from
+
+
+def load_data(config: Any, run_dir: Path) -> InteractionData:
+    """``config`` is the recipe's DataConfig (path or db)."""
+    if config.path and config.db:
+        raise ConfigError("data: give either path (an export folder) or db (a store URL), not both")
+    if config.path:
+        return read_export_dir(Path(config.path))
+    if config.db:
+        return export_and_read(config.db, run_dir / "data")
+    raise ConfigError(
+        "data: no data given; pass --data DIR (a `towerkit rec export` folder) or --db URL"
+    )
+
+
+def read_export_dir(path: Path) -> InteractionData:
+    from towerkit.rec.store import read_export
+
+    if not path.is_dir():
+        raise TowerkitError(
+            f"--data {path}: not a folder (expected a `towerkit rec export` output)"
+        )
+    return from_export(read_export(path), f"export {path}")
+
+
+def export_and_read(db: str, out: Path) -> InteractionData:
+    from towerkit.rec.store import export_store
+
+    export_store(db, out)
+    return read_export_dir(out)
+
+
+def from_export(export: Any, description: str) -> InteractionData:
+    """Adapt ``read_export``'s ``ExportedData`` (frames plus the feature kinds of each table)."""
+    return InteractionData(
+        interactions=export.interactions,
+        users=export.users,
+        items=export.items,
+        user_kinds=kinds_from(export.user_kinds),
+        item_kinds=kinds_from(export.item_kinds),
+        description=description,
+        files=[Path(p) for p in export.files],
+    )
+
+
+def movielens_data(limit: int | None = None) -> InteractionData:
+    """MovieLens-100K as the default store holds it (likes >= 4, passes <= 2, zip prefix)."""
+    from towerkit.rec.assets import fetch
+    from towerkit.rec.store.movielens import load_movielens_100k
+    from towerkit.rec.store.schema import ITEM_FEATURES, USER_FEATURES
+    from towerkit.rec.store.seed import interaction_frame
+
+    folder = Path(fetch("movielens-100k"))
+    movielens = load_movielens_100k(folder)
+    interactions = interaction_frame(movielens, limit)
+    users = movielens.users.select(
+        pl.col("user_id").alias(USER_ID),
+        "age",
+        "gender",
+        "occupation",
+        pl.col("zip_code").str.slice(0, 1).alias("zip_prefix"),
+    )
+    items = movielens.items.rename({"item_id": ITEM_ID})
+    return InteractionData(
+        interactions=interactions,
+        users=users,
+        items=items,
+        user_kinds=dict(USER_FEATURES),
+        item_kinds=dict(ITEM_FEATURES),
+        description="MovieLens-100K (ratings >= 4 like, <= 2 pass)",
+        files=sorted(p for p in folder.iterdir() if p.is_file()),
+    )
