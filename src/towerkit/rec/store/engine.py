@@ -7,6 +7,7 @@ as Supabase shows them, are run through psycopg 3 too). Anything else is one cle
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,15 @@ from towerkit.core.errors import TowerkitError
 
 _EXPECTED = "a SQLite file path, sqlite:///FILE or postgresql+psycopg://USER[:PASS]@HOST[:PORT]/DB"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def redact(url: URL | str) -> str:
     """The URL as text with any password shown as ***."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError:
-        return "<unparseable URL>"
+    except (ArgumentError, ValueError):  # e.g. a non-numeric port
+        return _PASSWORD.sub(r"\1***@", str(url))
     return parsed.render_as_string(hide_password=True)
 
 
@@ -37,7 +39,7 @@ def _parse(db: str) -> URL:
         return URL.create("sqlite", database=str(Path(text).expanduser().absolute()))
     try:
         url = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise TowerkitError(
             f"--db {redact(text)!r}: not a database URL; expected {_EXPECTED}"
         ) from None

@@ -15,9 +15,9 @@ later with an older created_at is not picked up (``--full`` re-exports everythin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,6 @@ class ExportResult:
     items: int
 
 
-def utc(value: datetime) -> datetime:
-    """An aware UTC datetime; naive values (SQLite, timestamp without time zone) are UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _stream_key(bound: BoundStore, source: str) -> dict[str, Any]:
     """What the watermark is valid for: the same database, table, columns and actions."""
     inter = bound.mapping.interactions
@@ -95,10 +90,12 @@ def _interaction_batches(
         yield pa.table(
             [
                 pa.array(ids, pa.int64()),
-                pa.array([_text(v) for v in viewers], pa.string()),
-                pa.array([_text(t) for t in targets], pa.string()),
+                _strings(viewers),
+                _strings(targets),
                 pa.array([canonical[a] for a in acts], pa.string()),
-                pa.array([utc(t) for t in times], INTERACTION_SCHEMA.field("created_at").type),
+                # pyarrow turns aware values into UTC and takes naive ones (SQLite, timestamp
+                # without time zone) as UTC already
+                pa.array(times, INTERACTION_SCHEMA.field("created_at").type),
             ],
             schema=INTERACTION_SCHEMA,
         )
@@ -106,6 +103,14 @@ def _interaction_batches(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _strings(values: Sequence[Any]) -> pa.Array:
+    """Ids as strings: text columns as they are, integer or uuid ids converted."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_text(v) for v in values], pa.string())
 
 
 def _write_parts(
@@ -192,7 +197,7 @@ def _write_entities(
     rows = 0
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for batch in result.partitions():
-            data: list[list[Any]] = [[_text(row[0]) for row in batch]]
+            data: list[Any] = [_strings([row[0] for row in batch])]
             for index, (name, spec) in enumerate(specs.items(), start=1):
                 where = f"{key}.features.{name}"
                 data.append([_feature_value(spec, row[index], where, row[0]) for row in batch])
