@@ -115,7 +115,7 @@ class EventLog:
             sa.Column("experiment", sa.String(200), sa.ForeignKey(fk), nullable=False),
             sa.Column("user_id", sa.String(200), nullable=False),
             sa.Column("variant", sa.String(100), nullable=False),
-            sa.Column("items", sa.JSON, nullable=True),
+            sa.Column("shown_items", sa.JSON, nullable=True),
             sa.Column("exposed_at", sa.DateTime(timezone=True), nullable=False),
             sa.UniqueConstraint("experiment", "user_id"),
         )
@@ -219,7 +219,7 @@ class EventLog:
                 "experiment": experiment.name,
                 "user_id": str(user),
                 "variant": variant,
-                "items": [str(i) for i in items[n]] if items is not None else None,
+                "shown_items": [str(i) for i in items[n]] if items is not None else None,
                 "exposed_at": when,
             }
             for n, (user, variant) in enumerate(zip(user_ids, variants, strict=True))
