@@ -21,7 +21,11 @@ TEXTS = [
 ] * 4
 
 
-def small_model() -> TextTransformerClassifier:
+# 0: the plain Transformer; 997: with the hashed unigram + bigram side path
+NGRAM_OPTION = pytest.mark.parametrize("ngram_buckets", [0, 997], ids=["plain", "ngram"])
+
+
+def small_model(ngram_buckets: int = 0) -> TextTransformerClassifier:
     torch.manual_seed(0)
     tokenizer = train_wordpiece_tokenizer(TEXTS, vocab_size=300, min_frequency=1, max_length=32)
     model = create_model(
@@ -33,14 +37,17 @@ def small_model() -> TextTransformerClassifier:
         n_layers=2,
         ff_dim=64,
         max_len=32,
+        ngram_buckets=ngram_buckets,
+        ngram_dim=8,
     )
     assert isinstance(model, TextTransformerClassifier)
     model.attach_tokenizer(tokenizer)
     return model.eval()
 
 
-def test_output_shape_and_padding_does_not_change_logits() -> None:
-    model = small_model()
+@NGRAM_OPTION
+def test_output_shape_and_padding_does_not_change_logits(ngram_buckets: int) -> None:
+    model = small_model(ngram_buckets)
     ids, mask = model.encode(TEXTS[:4])
     assert ids.shape[0] == 4 and mask.shape == ids.shape
     with torch.no_grad():
@@ -56,8 +63,11 @@ def test_output_shape_and_padding_does_not_change_logits() -> None:
             torch.testing.assert_close(model(padded_ids, padded_mask), alone, atol=1e-5, rtol=1e-5)
 
 
-def test_save_load_round_trip_keeps_outputs_and_tokenizer(tmp_path: Path) -> None:
-    model = small_model()
+@NGRAM_OPTION
+def test_save_load_round_trip_keeps_outputs_and_tokenizer(
+    tmp_path: Path, ngram_buckets: int
+) -> None:
+    model = small_model(ngram_buckets)
     directory = model.save_pretrained(tmp_path / "model")
     assert (directory / "tokenizer.json").is_file()
     loaded = BaseModel.from_pretrained(directory)  # what predict does: no extra files needed
@@ -70,8 +80,9 @@ def test_save_load_round_trip_keeps_outputs_and_tokenizer(tmp_path: Path) -> Non
     assert sum(p for _, p in prediction.top) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_onnx_parity_at_several_sequence_lengths(tmp_path: Path) -> None:
-    model = small_model()
+@NGRAM_OPTION
+def test_onnx_parity_at_several_sequence_lengths(tmp_path: Path, ngram_buckets: int) -> None:
+    model = small_model(ngram_buckets)
     assert model.tokenizer is not None
     example = model.encode(TEXTS[:2])
     path = export_onnx(
@@ -140,3 +151,15 @@ def test_minilm_save_load_and_onnx_parity(tmp_path: Path) -> None:
     )
     cases = [model.encode([TEXTS[1]]), model.encode([TEXTS[2]]), model.encode(TEXTS[:8])]
     check_onnx_parity(model, path, cases).assert_ok()
+
+
+def test_ngram_path_hashes_unigrams_and_real_bigrams_only() -> None:
+    model = small_model(ngram_buckets=997)
+    ids = torch.tensor([[2, 7, 9, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    table = model.ngram_embedding.weight
+    expected_ids = [2, 7, 9, (2 * 1_000_003 + 7) % 997, (7 * 1_000_003 + 9) % 997]
+    expected = table[expected_ids].mean(dim=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model.ngram_vector(ids, mask)[0], expected)
+        assert model.embed(ids, mask).shape == (1, 32 + 8)

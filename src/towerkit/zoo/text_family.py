@@ -72,6 +72,8 @@ class TextModelSection:
     n_layers: int | None = None
     ff_dim: int | None = None
     dropout: float | None = None
+    ngram_buckets: int | None = None  # >0: add the hashed unigram + bigram path
+    ngram_dim: int | None = None
 
 
 @dataclass
@@ -137,7 +139,15 @@ class TextFamily(Family):
         tokenizer: Tokenizer = data.info["tokenizer"]
         overrides = {
             key: getattr(section, key)
-            for key in ("d_model", "n_heads", "n_layers", "ff_dim", "dropout")
+            for key in (
+                "d_model",
+                "n_heads",
+                "n_layers",
+                "ff_dim",
+                "dropout",
+                "ngram_buckets",
+                "ngram_dim",
+            )
             if getattr(section, key) is not None
         }
         model = create_model(
