@@ -83,3 +83,18 @@ def pg_schema(pg_url: str) -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def ml100k_export(ml100k: MovieLens, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole of MovieLens-100K seeded into a SQLite store and exported (read-only: tests
+    must not write into it). ``read_export(ml100k_export)`` gives the frames."""
+    from towerkit.rec.store import create_store_engine, export_store
+    from towerkit.rec.store.seed import seed_store
+
+    folder = tmp_path_factory.mktemp("ml100k-export")
+    engine = create_store_engine(str(folder / "store.db"))
+    seed_store(engine, ml100k)
+    export_store(engine, folder / "export")
+    engine.dispose()
+    return folder / "export"

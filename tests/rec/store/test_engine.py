@@ -79,3 +79,17 @@ def test_cli_bad_url_and_missing_store_exit_2(
     assert "no SQLite store at" in capsys.readouterr().err
     assert main(["rec", "seed-db", "--db", str(tmp_path / "s.db"), "--schema", "a;b"]) == 2
     assert "--schema 'a;b': not a plain identifier" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_database_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "notes.db"
+    garbage.write_text("these are my notes, not a SQLite database\n" * 100)
+    assert main(["rec", "export", "--db", str(garbage), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: --db 'sqlite:///{garbage}': cannot connect: file is not a database\n"
+        or (err == f"error: --db 'sqlite:///{garbage}': export failed: file is not a database\n")
+    )
+    assert not (tmp_path / "out").exists()

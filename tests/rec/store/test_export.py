@@ -227,3 +227,14 @@ def test_timestamps_of_another_zone_are_exported_in_utc(
     last = read_export(tmp_path / "out").interactions.row(-1, named=True)["created_at"]
     assert last == datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
     assert str(last.tzinfo) == "UTC"
+
+
+@pytest.mark.slow
+def test_the_shared_full_export_holds_all_of_movielens(
+    ml100k_export: Path, ml100k: MovieLens
+) -> None:
+    data = read_export(ml100k_export)
+    assert data.interactions.select(COLUMNS).equals(interaction_frame(ml100k))
+    counts = dict(data.interactions["action"].value_counts().iter_rows())
+    assert counts == {"like": 55_375, "pass": 17_480}
+    assert (data.users.height, data.items.height) == (943, 1682)

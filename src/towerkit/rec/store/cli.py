@@ -37,7 +37,12 @@ def seed_db_command(
 ) -> None:
     """Create the default schema and fill it from MovieLens-100K (ratings >= 4 like, <= 2 pass)."""
     from towerkit.rec.assets import fetch
-    from towerkit.rec.store.engine import check_connection, create_store_engine, redact
+    from towerkit.rec.store.engine import (
+        check_connection,
+        create_store_engine,
+        database_errors,
+        redact,
+    )
     from towerkit.rec.store.movielens import load_movielens_100k
     from towerkit.rec.store.seed import seed_store
 
@@ -45,7 +50,8 @@ def seed_db_command(
     engine = create_store_engine(db)
     check_connection(engine)
     data = load_movielens_100k(fetch("movielens-100k"))
-    result = seed_store(engine, data, schema=schema, limit=limit, replace=replace)
+    with database_errors(engine, "seed failed"):
+        result = seed_store(engine, data, schema=schema, limit=limit, replace=replace)
     console.print(
         f"seeded {redact(engine.url)}: {result.users:,} users, {result.items:,} items, "
         f"{result.interactions:,} interactions ({result.likes:,} like, {result.passes:,} pass; "

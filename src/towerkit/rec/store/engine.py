@@ -8,6 +8,8 @@ as Supabase shows them, are run through psycopg 3 too). Anything else is one cle
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +83,21 @@ def create_store_engine(db: str, *, must_exist: bool = False) -> Engine:
     return create_engine(url, connect_args={"connect_timeout": 10}, pool_pre_ping=True)
 
 
+def _first_line(exc: SQLAlchemyError) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return reason[0] if reason else type(exc).__name__
+
+
+@contextmanager
+def database_errors(engine: Engine, doing: str) -> Iterator[None]:
+    """A database failure (lost connection, permission denied) as one line naming the store."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise TowerkitError(f"--db {redact(engine.url)!r}: {doing}: {_first_line(exc)}") from None
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once, turning a refused or failed connection into a one-line error."""
-    try:
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        first = reason[0] if reason else type(exc).__name__
-        raise TowerkitError(f"--db {redact(engine.url)!r}: cannot connect: {first}") from None
+    with database_errors(engine, "cannot connect"), engine.connect():
+        pass

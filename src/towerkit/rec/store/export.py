@@ -253,13 +253,14 @@ def export_store(
     full: bool = False,
 ) -> ExportResult:
     """``towerkit rec export`` as a function: a store URL (or engine), a folder, a mapping YAML."""
-    from towerkit.rec.store.engine import check_connection, create_store_engine
+    from towerkit.rec.store.engine import check_connection, create_store_engine, database_errors
     from towerkit.rec.store.mapping import bind_mapping, load_mapping
 
     engine = db if isinstance(db, Engine) else create_store_engine(db, must_exist=True)
     loaded, source = load_mapping(Path(mapping) if mapping is not None else None, schema)
     check_connection(engine)
-    bound = bind_mapping(engine, loaded, source)
-    return export_bound(
-        engine, bound, Path(out), batch_size=batch_size, part_rows=part_rows, full=full
-    )
+    with database_errors(engine, "export failed"):
+        bound = bind_mapping(engine, loaded, source)
+        return export_bound(
+            engine, bound, Path(out), batch_size=batch_size, part_rows=part_rows, full=full
+        )
