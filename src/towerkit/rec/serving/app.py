@@ -1,0 +1,101 @@
+"""The HTTP face of ``RecService`` (FastAPI): /health, /recommend, /reload.
+
+Every refusal is a 4xx whose ``detail`` is one line naming the field and what was expected:
+422 for a body that does not fit (unknown field, k out of range, neither user_id nor features,
+an unknown feature key), 404 for a user id the model has never seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from towerkit.core.errors import TowerkitError
+from towerkit.rec.serving.service import MAX_K, RecService, UnknownUserError
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | int | None = Field(None, description="a user the model was trained on")
+    features: dict[str, Any] | None = Field(
+        None, description="user feature values (a new user, or a known one described afresh)"
+    )
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_seen: bool = Field(True, description="leave out what user_id already swiped on")
+    exclude: list[str | int] = Field(default_factory=list, description="more ids to leave out")
+
+    @model_validator(mode="after")
+    def _user_or_features(self) -> RecommendRequest:
+        if self.user_id is None and self.features is None:
+            raise ValueError("give user_id or features (or both)")
+        return self
+
+
+class Recommendation(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    model: str  # the registry version that answered, e.g. rec-two-tower/3
+    version: int | None
+    items: list[Recommendation]
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    """Pydantic's error list as one line: ``body.k: Input should be less than or equal to 1000``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(service: RecService) -> FastAPI:
+    app = FastAPI(title="towerkit rec serve", version="1")
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(UnknownUserError)
+    async def _unknown_user(_: Request, exc: UnknownUserError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(TowerkitError)
+    async def _bad_input(_: Request, exc: TowerkitError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return service.served.health()
+
+    @app.post("/recommend", response_model=RecommendResponse)
+    def recommend(body: RecommendRequest) -> RecommendResponse:
+        served, items = service.recommend(
+            user_id=None if body.user_id is None else str(body.user_id),
+            features=body.features,
+            k=body.k,
+            exclude_seen=body.exclude_seen,
+            exclude=[str(item) for item in body.exclude],
+        )
+        return RecommendResponse(
+            model=served.bundle.label,
+            version=served.version,
+            items=[Recommendation(item_id=item, score=score) for item, score in items],
+        )
+
+    @app.post("/reload")
+    async def reload() -> dict[str, Any]:
+        before, after = await run_in_threadpool(service.reload)
+        return {**after.health(), "previous": before.bundle.label}
+
+    return app

@@ -1,0 +1,175 @@
+"""What ``towerkit rec serve`` serves, without the HTTP: the model version a registry reference
+names now, its candidate index, and top-k with already-seen candidates left out.
+
+``RecService.reload()`` resolves the reference again (an alias moved by ``towerkit registry
+rollback`` is picked up) and swaps model and index in one assignment, so requests running
+meanwhile finish on the old pair and later ones see the new pair.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from towerkit.core.errors import TowerkitError
+from towerkit.core.registry import ModelRegistry
+from towerkit.rec.serving.index import INDEX_KINDS, CandidateIndex, normalize
+from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
+
+DEFAULT_REF = "rec-two-tower@production"
+MAX_K = 1000
+TUNING_USERS = 2000  # query embeddings of up to this many known users tune IVF / HNSW
+
+
+class UnknownUserError(TowerkitError):
+    """A user id the model has never seen (describe the user with features instead)."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded model version and the index over its candidate embeddings."""
+
+    ref: str
+    bundle: TwoTowerBundle
+    index: CandidateIndex
+    loaded_at: str
+    load_seconds: float
+
+    @property
+    def version(self) -> int | None:
+        return self.bundle.version.version if self.bundle.version is not None else None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": self.ref,
+            "uri": self.bundle.label,
+            "version": self.version,
+            "n_candidates": len(self.index),
+            "dim": self.bundle.dim,
+            "index": self.index.report.as_dict(),
+            "loaded_at": self.loaded_at,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+def build_served(
+    ref: str,
+    index_kind: str = "exact",
+    registry: ModelRegistry | None = None,
+    target_recall: float = 0.95,
+) -> Served:
+    """Load the version ``ref`` names now and index its candidates (approximate kinds are tuned
+    on the query embeddings of a sample of known users)."""
+    if index_kind not in INDEX_KINDS:
+        raise TowerkitError(f"--index {index_kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+    started = time.perf_counter()
+    bundle = load_bundle(ref, registry)
+    queries = None
+    if index_kind != "exact":
+        users = bundle.features.query_keys
+        step = max(1, len(users) // TUNING_USERS)
+        queries = bundle.query_embeddings(users[::step][:TUNING_USERS])
+    index = CandidateIndex.build(
+        bundle.candidate_embeddings(),
+        bundle.candidate_ids(),
+        kind=index_kind,
+        queries=queries,
+        target_recall=target_recall,
+    )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return Served(ref, bundle, index, now, time.perf_counter() - started)
+
+
+class RecService:
+    """Thread-safe top-k over the currently loaded ``Served``."""
+
+    def __init__(
+        self,
+        ref: str = DEFAULT_REF,
+        index_kind: str = "exact",
+        registry: ModelRegistry | None = None,
+        target_recall: float = 0.95,
+    ) -> None:
+        self.ref, self.index_kind, self.registry = ref, index_kind, registry
+        self.target_recall = target_recall
+        self._reload_lock = threading.Lock()
+        self.served = build_served(ref, index_kind, registry, target_recall)
+
+    def reload(self) -> tuple[Served, Served]:
+        """(before, after): the version the reference names now replaces the loaded one."""
+        with self._reload_lock:
+            before = self.served
+            self.served = build_served(self.ref, self.index_kind, self.registry, self.target_recall)
+            return before, self.served
+
+    def recommend(
+        self,
+        user_id: str | None = None,
+        features: Mapping[str, Any] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: Iterable[str] = (),
+    ) -> tuple[Served, list[tuple[str, float]]]:
+        """Top ``k`` (item id, score), best first, without ``exclude`` and (for a known user,
+        ``exclude_seen``) the items the user already interacted with."""
+        served = self.served  # one read: a reload meanwhile does not mix two versions
+        if not 1 <= k <= MAX_K:
+            raise TowerkitError(f"k={k}: expected 1 <= k <= {MAX_K}")
+        query = _query_embedding(served.bundle, user_id, features)
+        excluded = {str(item) for item in exclude}
+        if exclude_seen and user_id is not None:
+            excluded |= served.bundle.seen_items(user_id)
+        return served, top_k_excluding(served, query, k, excluded)
+
+
+def _query_embedding(
+    bundle: TwoTowerBundle, user_id: str | None, features: Mapping[str, Any] | None
+) -> np.ndarray:
+    if features is not None:
+        given = dict(features)
+        if user_id is not None:
+            given[bundle.features.query.id_column] = user_id
+        return bundle.query_embedding_from_features(given)[None, :]
+    if user_id is None:
+        raise TowerkitError("give user_id or features (or both)")
+    if bundle.features.query_row(user_id) is None:
+        raise UnknownUserError(
+            f"user_id {user_id!r} is not one of the model's {len(bundle.features.query_keys)} "
+            "users; describe the user with features instead"
+        )
+    return bundle.query_embeddings([user_id])
+
+
+def top_k_excluding(
+    served: Served, query: np.ndarray, k: int, excluded: set[str]
+) -> list[tuple[str, float]]:
+    """Over-fetch ``k`` + the excluded items in the catalogue, drop those, and widen the fetch
+    while an approximate index returns too few; exact scoring over all candidates is the last
+    resort (a user who has seen nearly the whole catalogue)."""
+    index = served.index
+    n = len(index)
+    blocked = sum(1 for item in excluded if item in index.position)
+    want = min(k, n - blocked)
+    fetch = min(n, k + blocked)
+    while True:
+        found = [
+            (str(item), score)
+            for item, score in index.search(query, fetch)[0]
+            if str(item) not in excluded
+        ]
+        if len(found) >= want or fetch >= n:
+            break
+        fetch = min(n, fetch * 2)
+    if len(found) < want:
+        scores = normalize(served.bundle.candidate_embeddings()) @ normalize(query)[0]
+        order = np.argsort(-scores, kind="stable")
+        ids = index.ids
+        found = [(str(ids[r]), float(scores[r])) for r in order if str(ids[r]) not in excluded]
+    return found[:want]
