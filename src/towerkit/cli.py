@@ -21,6 +21,7 @@ def _add_subapps() -> None:
     from towerkit.commands.data import app as data_app
     from towerkit.commands.demo import demo
     from towerkit.commands.registry import app as registry_app
+    from towerkit.forecast.cli import app as forecast_app
     from towerkit.rec.cli import app as rec_app
     from towerkit.zoo.cli import app as zoo_app
 
@@ -28,6 +29,9 @@ def _add_subapps() -> None:
     app.add_typer(data_app, name="data", help="Named datasets and pretrained models.")
     app.add_typer(zoo_app, name="zoo", help="Vision, audio, text and concept models.")
     app.add_typer(rec_app, name="rec", help="Two-tower retrieval from an interaction store.")
+    app.add_typer(
+        forecast_app, name="forecast", help="Dual-tower forecasts of OpenDigger project metrics."
+    )
     app.command("demo", help="Tour every domain's quick recipe; writes runs/demo/report.html.")(
         demo
     )

@@ -1,0 +1,145 @@
+"""Rolling-origin backtest: every method forecasts the same series from the same cutoffs.
+
+A row is one (repository, target, cutoff): its truth over the horizon and its history up to the
+cutoff (raw values). Rows whose target file is missing or whose history is constant (MASE's
+naive scale would be zero) are left out, for every method alike. Metrics come from
+``towerkit.core.metrics.forecasting``; coverage is the share of true values inside p10..p90.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from towerkit.core.metrics.forecasting import batched_forecast_metrics
+from towerkit.forecast.baselines import forecast_cutoff
+from towerkit.forecast.dataset import Panel
+
+
+@dataclass
+class EvalRows:
+    pairs: np.ndarray  # (N, 2) the test windows (repo, cutoff)
+    window: np.ndarray  # (S,) row -> window
+    target: np.ndarray  # (S,) row -> target position (0..T-1)
+    truth: np.ndarray  # (S, H)
+    histories: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.window)
+
+    def cutoffs(self) -> np.ndarray:
+        return self.pairs[self.window, 1]
+
+
+@dataclass
+class MethodForecast:
+    """Rows' forecasts: ``quantiles`` (S, H, 3) as p10, point (p50 / mean), p90."""
+
+    name: str
+    quantiles: np.ndarray
+
+    @property
+    def point(self) -> np.ndarray:
+        return self.quantiles[..., 1]
+
+
+def build_rows(panel: Panel, pairs: np.ndarray, targets: Sequence[int], horizon: int) -> EvalRows:
+    window, target, truth, histories = [], [], [], []
+    for n, (r, c) in enumerate(pairs):
+        for t, feature in enumerate(targets):
+            history = panel.values[r, panel.first[r] : c + 1, feature]
+            future = panel.values[r, c + 1 : c + 1 + horizon, feature]
+            if np.isnan(future).any() or np.isnan(history).any() or len(history) < 2:
+                continue
+            if np.all(history[1:] == history[:-1]):
+                continue
+            window.append(n)
+            target.append(t)
+            truth.append(future)
+            histories.append(history)
+    return EvalRows(
+        pairs,
+        np.asarray(window),
+        np.asarray(target),
+        np.asarray(truth).reshape(-1, horizon),
+        histories,
+    )
+
+
+def model_forecast(
+    name: str, rows: EvalRows, quantiles: np.ndarray, levels: Sequence[float]
+) -> MethodForecast:
+    """From the model's raw-scale (N, H, T, Q) output; targets are counts/scores >= 0."""
+    chosen = [levels.index(0.1), levels.index(0.5), levels.index(0.9)]
+    picked = quantiles[rows.window, :, rows.target][..., chosen]
+    return MethodForecast(name, np.clip(picked, 0.0, None))
+
+
+def baseline_forecasts(
+    panel: Panel,
+    rows: EvalRows,
+    names: Sequence[str],
+    horizon: int,
+    subset: np.ndarray | None = None,
+) -> tuple[dict[str, MethodForecast], float]:
+    """statsforecast models on the rows (or only ``subset`` of them; others stay NaN)."""
+    chosen = np.arange(len(rows)) if subset is None else subset
+    out = {n: np.full((len(rows), horizon, 3), np.nan) for n in names}
+    seconds = 0.0
+    cutoffs = rows.cutoffs()
+    for cutoff in np.unique(cutoffs[chosen]):
+        at = chosen[cutoffs[chosen] == cutoff]
+        stamp = pd.Timestamp(panel.label(int(cutoff)) + "-01")
+        result, took = forecast_cutoff([rows.histories[i] for i in at], names, horizon, stamp)
+        seconds += took
+        for name in names:
+            out[name][at] = np.clip(result[name], 0.0, None)
+    return {n: MethodForecast(n, q) for n, q in out.items()}, seconds
+
+
+def score(
+    rows: EvalRows,
+    forecast: MethodForecast,
+    target_names: Sequence[str],
+    subset: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
+    """``{"overall": metrics, <target>: metrics}``: MASE, sMAPE, MAE, pinball, coverage."""
+    chosen = np.arange(len(rows)) if subset is None else subset
+    groups = {"overall": chosen}
+    for t, name in enumerate(target_names):
+        groups[name] = chosen[rows.target[chosen] == t]
+    report = {}
+    for group, idx in groups.items():
+        if len(idx) == 0:
+            continue
+        q = forecast.quantiles[idx]
+        truth = rows.truth[idx]
+        metrics = batched_forecast_metrics(
+            truth,
+            q[..., 1],
+            [rows.histories[i] for i in idx],
+            m=1,
+            quantile_pred=q,
+            quantiles=[0.1, 0.5, 0.9],
+        )
+        metrics["coverage"] = float(np.mean((truth >= q[..., 0]) & (truth <= q[..., 2])))
+        report[group] = {
+            k: metrics[k] for k in ("mase", "smape", "mae", "pinball", "coverage", "n_series")
+        }
+    return report
+
+
+def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:
+    """Mean MASE per cutoff for one target (for the per-target plot)."""
+    out = {}
+    cutoffs = rows.cutoffs()
+    for cutoff in np.unique(cutoffs):
+        idx = np.flatnonzero((cutoffs == cutoff) & (rows.target == target))
+        if len(idx):
+            errors = np.abs(rows.truth[idx] - forecast.point[idx]).mean(axis=1)
+            scales = np.array([np.abs(np.diff(rows.histories[i])).mean() for i in idx])
+            out[int(cutoff)] = float(np.mean(errors / scales))
+    return out

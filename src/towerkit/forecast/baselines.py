@@ -1,0 +1,72 @@
+"""statsforecast baselines on the same cutoffs and series as the dual tower.
+
+At each cutoff every model is fitted afresh on each series' history up to the cutoff (raw
+values, as a user of these baselines would) and forecasts the horizon with an 80% interval,
+whose bounds are the p10 and p90 the dual tower is compared with.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from towerkit.core.errors import TowerkitError
+
+BASELINES = ("Naive", "SeasonalNaive", "AutoETS", "AutoARIMA", "Theta")
+
+
+def make_models(names: Sequence[str], season: int = 12) -> list[object]:
+    from statsforecast.models import AutoARIMA, AutoETS, Naive, SeasonalNaive, Theta
+
+    builders = {
+        "Naive": lambda: Naive(),
+        "SeasonalNaive": lambda: SeasonalNaive(season_length=season),
+        "AutoETS": lambda: AutoETS(season_length=season),
+        "AutoARIMA": lambda: AutoARIMA(season_length=season),
+        "Theta": lambda: Theta(season_length=season),
+    }
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        raise TowerkitError(
+            f"baselines: unknown model {unknown[0]!r}; expected some of {list(builders)}"
+        )
+    return [builders[n]() for n in names]
+
+
+def forecast_cutoff(
+    histories: Sequence[np.ndarray], names: Sequence[str], horizon: int, month0: pd.Timestamp
+) -> tuple[dict[str, np.ndarray], float]:
+    """Forecast each history (all ending at the same cutoff) with every model.
+
+    Returns ``{model: (S, horizon, 3)}`` (p10, mean, p90) and the seconds it took. ``month0``
+    is the timestamp of each history's last month (only the calendar matters to the models).
+    """
+    from statsforecast import StatsForecast
+    from statsforecast.models import Naive
+
+    frames = []
+    for i, history in enumerate(histories):
+        ds = pd.date_range(end=month0, periods=len(history), freq="MS")
+        frames.append(pd.DataFrame({"unique_id": i, "ds": ds, "y": history.astype(np.float64)}))
+    df = pd.concat(frames, ignore_index=True)
+    # a model that fails on a series (too short, degenerate) falls back to Naive for it
+    engine = StatsForecast(
+        models=make_models(names), freq="MS", n_jobs=_jobs(), fallback_model=Naive()
+    )
+    started = time.perf_counter()
+    out = pd.DataFrame(engine.forecast(df=df, h=horizon, level=[80])).sort_values(["unique_id", "ds"])
+    seconds = time.perf_counter() - started
+    result = {}
+    for name in names:
+        columns = [f"{name}-lo-80", name, f"{name}-hi-80"]
+        values = out[columns].to_numpy(dtype=np.float64).reshape(len(histories), horizon, 3)
+        result[name] = np.sort(values, axis=-1)
+    return result, seconds
+
+
+def _jobs() -> int:
+    return int(os.environ.get("TOWERKIT_FORECAST_JOBS", "1"))

@@ -1,0 +1,179 @@
+"""``towerkit forecast ...``: fetch, prepare, train, evaluate and predict.
+
+A MODEL is a registry reference (``forecast-dualtower``, ``forecast-dualtower@production``,
+``forecast-dualtower/2``) or a run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from towerkit.core.errors import TowerkitError
+
+app = typer.Typer(no_args_is_help=True, help=__doc__.split("\n\n")[0] if __doc__ else None)
+console = Console(soft_wrap=True)
+
+
+def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    return table
+
+
+@app.command("fetch")
+def fetch_command(
+    repos: Path = typer.Option(..., "--repos", help="file of owner/name lines, or a corpus folder"),
+    base_url: str = typer.Option(
+        None, "--base-url", help="OpenDigger data service (or file://...)"
+    ),
+    layout: str = typer.Option(
+        "current", help="current: <base>/github/...; legacy: <base>/open_digger/github/..."
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="cache folder (default TOWERKIT_HOME/forecast/opendigger)"
+    ),
+    concurrency: int = typer.Option(8, help="requests in flight at once"),
+    retries: int = typer.Option(3, help="retries of a transient failure, with exponential backoff"),
+    refresh: bool = typer.Option(False, help="fetch files already in the cache again"),
+) -> None:
+    """Fetch every repository's metric files into a cache; report what is missing."""
+    from towerkit.core.paths import towerkit_home
+    from towerkit.forecast.client import (
+        DEFAULT_BASE_URL,
+        LEGACY_BASE_URL,
+        ClientConfig,
+        fetch_corpus,
+        read_repo_list,
+    )
+
+    if layout not in ("current", "legacy"):
+        raise TowerkitError(f"--layout: expected current or legacy, got {layout!r}")
+    base = base_url or (LEGACY_BASE_URL if layout == "legacy" else DEFAULT_BASE_URL)
+    config = ClientConfig(base, layout, retries=retries, concurrency=concurrency)  # type: ignore[arg-type]
+    cache = out or towerkit_home() / "forecast" / "opendigger"
+    report = fetch_corpus(read_repo_list(repos), cache, config, refresh=refresh)
+    console.print(f"cache: {cache}")
+    console.print(report.summary())
+    for url, reason in report.malformed[:10]:
+        console.print(f"malformed: {url}: {reason}")
+    for url, reason in report.failed[:10]:
+        console.print(f"failed: {url}: {reason}")
+    console.print(f"report: {cache / 'fetch_report.json'}")
+    if report.failed:
+        raise TowerkitError(
+            f"fetch: {len(report.failed)} files failed after retries (see the report)", 1
+        )
+
+
+@app.command("prepare")
+def prepare_command(
+    overrides: list[str] = typer.Argument(
+        None, help="key.sub=value overrides, e.g. data.corpus=DIR"
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="recipe YAML (default quick)"),
+) -> None:
+    """Read the corpus folder into the Parquet dataset (repositories x months x metrics)."""
+    from towerkit.forecast.data import prepare_table
+    from towerkit.forecast.recipe import load_recipe
+
+    recipe = load_recipe(config, overrides or [])
+    path, summary = prepare_table(recipe.data)
+    console.print(summary)
+    console.print(f"dataset: {path}")
+    console.print(f"load report: {path.with_suffix('.report.json')}")
+
+
+@app.command("train")
+def train_command(
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="recipe YAML (default configs/forecast/quick.yaml)"
+    ),
+) -> None:
+    """Train the dual tower (model.use_text=false: the no-text ablation); registers the run."""
+    from towerkit.forecast.recipe import load_recipe, train
+
+    result = train(load_recipe(config, overrides or []))
+    console.print(f"data: {result.data.description}")
+    console.print(f"run dir: {result.run_dir}")
+    console.print(_metrics_table("forecast train (validation)", result.metrics))
+    if result.version is not None:
+        console.print(f"registered: {result.version.uri}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: str = typer.Argument(..., help="registry reference or run directory"),
+    also: list[str] = typer.Option(
+        [], "--also", help="another model scored beside it (e.g. the no-text one)"
+    ),
+    overrides: list[str] = typer.Argument(
+        None, help="eval.* overrides, e.g. eval.baselines=[Naive]"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="folder (default <run>/backtest)"),
+) -> None:
+    """Rolling-origin backtest on the test cutoffs beside the statsforecast baselines."""
+    from towerkit.core.config import load_config
+    from towerkit.forecast.data import load_data
+    from towerkit.forecast.evaluation import METRICS, run_backtest
+    from towerkit.forecast.recipe import ForecastRecipeConfig, load_forecaster
+
+    loaded = load_forecaster(model)
+    config = loaded.config
+    if overrides:
+        config = load_config(ForecastRecipeConfig, loaded.run_dir / "config.yaml", overrides)  # type: ignore[operator]
+    models = [loaded.model, *(load_forecaster(m).model for m in also)]
+    data = load_data(config.data, config.encoder)
+    target = out or (loaded.run_dir or Path(".")) / "backtest"
+    result = run_backtest(models, config, data, target)
+    table = Table(title=f"backtest of {loaded.label} ({len(result.rows)} rows)")
+    table.add_column("method")
+    for key in METRICS:
+        table.add_column(key, justify="right")
+    for method, scores in sorted(result.scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
+        table.add_row(method, *(f"{scores['overall'][k]:.4f}" for k in METRICS))
+    console.print(table)
+    for path in result.files:
+        console.print(f"wrote: {path}")
+
+
+@app.command("predict")
+def predict_command(
+    model: str = typer.Argument(..., help="registry reference or run directory"),
+    repo: str = typer.Option(..., "--repo", help="owner/name"),
+    out: Path | None = typer.Option(
+        None, "--out", help="PNG path (default <run>/predict/<owner>_<name>.png)"
+    ),
+) -> None:
+    """The next 3 months of each target with p10..p90, and a PNG of history and forecast."""
+    from towerkit.forecast.data import load_data
+    from towerkit.forecast.evaluation import forecast_repo
+    from towerkit.forecast.recipe import load_forecaster
+
+    loaded = load_forecaster(model)
+    data = load_data(loaded.config.data, loaded.config.encoder, progress=False)
+    png = out or (loaded.run_dir or Path(".")) / "predict" / f"{repo.replace('/', '_')}.png"
+    months, raw, path = forecast_repo(loaded.model, data, repo, png)
+    levels = loaded.model.config.quantiles
+    lo, mid, hi = levels.index(0.1), levels.index(0.5), levels.index(0.9)
+    table = Table(title=f"{repo}: forecast by {loaded.label}")
+    table.add_column("target")
+    for month in months:
+        table.add_column(f"{month} p50 [p10, p90]", justify="right")
+    for t, name in enumerate(loaded.config.data.targets):
+        table.add_row(
+            name,
+            *(
+                f"{raw[h, t, mid]:.1f} [{raw[h, t, lo]:.1f}, {raw[h, t, hi]:.1f}]"
+                for h in range(len(months))
+            ),
+        )
+    console.print(table)
+    console.print(f"plot: {path}")

@@ -1,0 +1,180 @@
+"""From the prepared table to model inputs: splits, windows, text embeddings, torch datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from towerkit.core.asset_sources import resolve_local_path
+from towerkit.core.errors import TowerkitError
+from towerkit.core.paths import towerkit_home
+from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.text import EmbeddingCache, TextMode, window_texts
+from towerkit.forecast.windows import Splits, WindowArrays, build_windows, make_splits, window_index
+
+
+@dataclass
+class ForecastDataConfig:
+    corpus: str = "../shared/data/opendigger"  # owner/repo/<metric>.json, or a fetch cache
+    table: str = ""  # the prepared Parquet table; "" = TOWERKIT_HOME/forecast/opendigger.parquet
+    repos_limit: int = 0  # >0: the first N repositories by name (quick runs)
+    targets: list[str] = field(default_factory=lambda: list(TARGETS))
+    lookback: int = 24
+    horizon: int = 3
+    min_history: int = 13  # months up to a cutoff before a repository is forecast from it
+    n_val_cutoffs: int = 6
+    n_test_cutoffs: int = 12
+    train_stride: int = 1  # >1: every k-th training cutoff (quick runs)
+
+
+def table_path(config: ForecastDataConfig) -> Path:
+    if config.table:
+        return resolve_local_path(config.table)
+    return towerkit_home() / "forecast" / "opendigger.parquet"
+
+
+def prepare_table(config: ForecastDataConfig, progress: bool = True) -> tuple[Path, str]:
+    """Read the corpus folder into the Parquet table; returns its path and the load summary."""
+    from towerkit.forecast.client import read_repo_list
+
+    root = resolve_local_path(config.corpus)
+    if not root.is_dir():
+        raise TowerkitError(f"data.corpus: {root} is not a folder (fetch it or point at ../shared)")
+    table, report = build_table(root, read_repo_list(root), progress=progress)
+    path = write_table(table, report, table_path(config))
+    return path, report.summary()
+
+
+@dataclass
+class SplitWindows:
+    arrays: WindowArrays
+    text: np.ndarray  # (N, 2 * encoder dim)
+
+
+@dataclass
+class ForecastData:
+    panel: Panel
+    splits: Splits
+    train: SplitWindows
+    val: SplitWindows
+    target_idx: list[int]
+    table: Path
+    embeddings: EmbeddingCache
+
+    def windows(self, cutoffs: list[int]) -> WindowArrays:
+        c = self.config
+        pairs = window_index(self.panel, cutoffs, c.min_history, c.horizon)
+        return build_windows(self.panel, pairs, c.lookback, c.horizon, self.target_idx)
+
+    config: ForecastDataConfig = field(default_factory=ForecastDataConfig)
+
+    def text_for(
+        self, pairs: np.ndarray, mode: TextMode = "real", progress: bool = True
+    ) -> np.ndarray:
+        trends, profiles = window_texts(self.panel, pairs, mode)
+        vectors = self.embeddings.embed([*trends, *profiles], progress=progress)
+        return np.concatenate([vectors[: len(pairs)], vectors[len(pairs) :]], axis=1)
+
+    def test(self, mode: TextMode = "real", progress: bool = True) -> SplitWindows:
+        arrays = self.windows(self.splits.test)
+        return SplitWindows(arrays, self.text_for(arrays.pairs, mode, progress))
+
+    @property
+    def description(self) -> str:
+        p = self.panel
+        return (
+            f"OpenDigger, {len(p.repos)} repositories, {p.label(0)}..{p.label(p.end)}; "
+            f"{len(self.train.arrays.pairs)} training windows (targets by "
+            f"{p.label(self.splits.val[0])}), {len(self.val.arrays.pairs)} validation, test "
+            f"cutoffs {p.label(self.splits.test[0])}..{p.label(self.splits.test[-1])}"
+        )
+
+
+def split_windows(
+    panel: Panel, cutoffs: list[int], config: ForecastDataConfig, target_idx: list[int]
+) -> WindowArrays:
+    pairs = window_index(panel, cutoffs, config.min_history, config.horizon)
+    return build_windows(panel, pairs, config.lookback, config.horizon, target_idx)
+
+
+def text_for(
+    panel: Panel,
+    cache: EmbeddingCache,
+    pairs: np.ndarray,
+    mode: TextMode = "real",
+    progress: bool = True,
+) -> np.ndarray:
+    """(N, 2 * dim): the embeddings of each window's trend text and profile text side by side."""
+    trends, profiles = window_texts(panel, pairs, mode)
+    vectors = cache.embed([*trends, *profiles], progress=progress)
+    return np.concatenate([vectors[: len(pairs)], vectors[len(pairs) :]], axis=1)
+
+
+def load_data(config: ForecastDataConfig, encoder: str, progress: bool = True) -> ForecastData:
+    path = table_path(config)
+    if not path.is_file():
+        path, _ = prepare_table(config, progress)
+    panel = read_panel(path, config.repos_limit)
+    splits = make_splits(
+        panel.n_months,
+        config.horizon,
+        config.n_val_cutoffs,
+        config.n_test_cutoffs,
+        config.min_history,
+    )
+    target_idx = panel.target_indices(config.targets)
+    cache = EmbeddingCache(encoder)
+    parts = []
+    for name, cutoffs in (
+        ("train", splits.train[:: -config.train_stride][::-1]),
+        ("val", splits.val),
+    ):
+        arrays = split_windows(panel, cutoffs, config, target_idx)
+        if len(arrays.pairs) == 0:
+            raise TowerkitError(f"data: no {name} windows (too few repositories or months)")
+        parts.append(SplitWindows(arrays, text_for(panel, cache, arrays.pairs, progress=progress)))
+    return ForecastData(panel, splits, parts[0], parts[1], target_idx, path, cache, config)
+
+
+class WindowDataset(Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, windows: SplitWindows) -> None:
+        a = windows.arrays
+        self.tensors = {
+            "x": torch.from_numpy(a.x),
+            "static": torch.from_numpy(a.static),
+            "text": torch.from_numpy(windows.text),
+            "y": torch.from_numpy(a.y),
+            "mask": torch.from_numpy(a.y_mask),
+        }
+
+    def __len__(self) -> int:
+        return int(self.tensors["x"].shape[0])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.tensors.items()}
+
+
+def predict_scaled(model: Any, windows: SplitWindows, batch_size: int = 1024) -> np.ndarray:
+    """The model's scaled quantiles (N, H, T, Q), in eval mode without gradients."""
+    model.eval()
+    data = WindowDataset(windows)
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in data.tensors.items()}
+            outputs.append(model(batch["x"], batch["static"], batch["text"]).float().numpy())
+    return np.concatenate(outputs)
+
+
+def to_raw(scaled: np.ndarray, arrays: WindowArrays, target_idx: list[int]) -> np.ndarray:
+    """(N, H, T, Q) scaled quantiles -> raw values, with the window's own target statistics."""
+    from towerkit.forecast.windows import inverse_scale
+
+    moved = scaled.transpose(0, 3, 1, 2)  # (N, Q, H, T): months on the time axis
+    mean, std = arrays.mean[:, None, target_idx], arrays.std[:, None, target_idx]
+    return inverse_scale(moved, mean, std).transpose(0, 2, 3, 1)

@@ -1,0 +1,176 @@
+"""``evaluate``: the backtest table (Markdown + JSON) and a plot per target; ``predict``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from towerkit.core.io import write_json_atomic, write_text_atomic
+from towerkit.forecast.backtest import (
+    EvalRows,
+    MethodForecast,
+    baseline_forecasts,
+    build_rows,
+    model_forecast,
+    score,
+)
+from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
+from towerkit.forecast.model import DualTowerForecaster
+from towerkit.forecast.plots import history_forecast_png, mase_by_cutoff_png
+from towerkit.forecast.recipe import ForecastRecipeConfig
+
+METRICS = ("mase", "smape", "mae", "pinball", "coverage")
+
+
+@dataclass
+class Backtest:
+    rows: EvalRows
+    forecasts: dict[str, MethodForecast]
+    scores: dict[str, dict[str, dict[str, float]]]  # method -> group -> metric
+    sample_scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    def overall(self, method: str) -> dict[str, float]:
+        return self.scores[method]["overall"]
+
+
+def _model_methods(
+    model: DualTowerForecaster, data: ForecastData, rows: EvalRows, ablations: bool, progress: bool
+) -> dict[str, MethodForecast]:
+    name = "dual tower" if model.config.use_text else "dual tower, no text"
+    modes = ["real", "blank", "shuffled"] if (ablations and model.config.use_text) else ["real"]
+    out = {}
+    for mode in modes:
+        windows: SplitWindows = data.test(mode, progress)  # type: ignore[arg-type]
+        raw = to_raw(predict_scaled(model, windows), windows.arrays, data.target_idx)
+        label = name if mode == "real" else f"{name}, {mode} text"
+        out[label] = model_forecast(label, rows, raw, model.config.quantiles)
+    return out
+
+
+def run_backtest(
+    models: list[DualTowerForecaster],
+    config: ForecastRecipeConfig,
+    data: ForecastData,
+    out_dir: Path,
+    progress: bool = True,
+) -> Backtest:
+    """Score every model (and its text ablations) and the baselines on the test cutoffs."""
+    test = data.test("real", progress)
+    rows = build_rows(data.panel, test.arrays.pairs, data.target_idx, config.data.horizon)
+    forecasts: dict[str, MethodForecast] = {}
+    seconds = {}
+    for model in models:
+        started = time.perf_counter()
+        forecasts.update(_model_methods(model, data, rows, config.eval.ablations, progress))
+        seconds["dual tower" if model.config.use_text else "no text"] = (
+            time.perf_counter() - started
+        )
+    if config.eval.baselines:
+        found, took = baseline_forecasts(
+            data.panel, rows, config.eval.baselines, config.data.horizon
+        )
+        forecasts.update(found)
+        seconds["baselines"] = took
+    sample = None
+    if config.eval.sample_baselines and config.eval.sample_size > 0:
+        rng = np.random.default_rng(config.eval.seed)
+        sample = np.sort(
+            rng.choice(len(rows), min(config.eval.sample_size, len(rows)), replace=False)
+        )
+        found, took = baseline_forecasts(
+            data.panel, rows, config.eval.sample_baselines, config.data.horizon, sample
+        )
+        forecasts.update(found)
+        seconds["sample_baselines"] = took
+    targets = config.data.targets
+    full = {n: f for n, f in forecasts.items() if not np.isnan(f.quantiles).any()}
+    result = Backtest(rows, forecasts, {n: score(rows, f, targets) for n, f in full.items()})
+    if sample is not None:
+        result.sample_scores = {n: score(rows, f, targets, sample) for n, f in forecasts.items()}
+    result.seconds = seconds
+    result.files = write_report(result, data, targets, out_dir)
+    return result
+
+
+def _table(scores: dict[str, dict[str, dict[str, float]]], group: str) -> list[str]:
+    lines = ["| method | " + " | ".join(METRICS) + " | rows |", "|---" * (len(METRICS) + 2) + "|"]
+    for method, by_group in sorted(scores.items(), key=lambda kv: kv[1][group]["mase"]):
+        m = by_group[group]
+        cells = " | ".join(f"{m[k]:.4g}" for k in METRICS)
+        lines.append(f"| {method} | {cells} | {int(m['n_series'])} |")
+    return lines
+
+
+def _target_table(scores: dict[str, dict[str, dict[str, float]]], targets: list[str]) -> list[str]:
+    lines = ["| method | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|"]
+    for method, by_group in sorted(scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
+        lines.append(
+            f"| {method} | " + " | ".join(f"{by_group[t]['mase']:.3f}" for t in targets) + " |"
+        )
+    return lines
+
+
+def write_report(
+    result: Backtest, data: ForecastData, targets: list[str], out_dir: Path
+) -> list[Path]:
+    p, s = data.panel, data.splits
+    lines = [
+        f"# Backtest: {len(s.test)} test cutoffs {p.label(s.test[0])}..{p.label(s.test[-1])}, "
+        f"horizon {s.horizon}, {len(result.rows)} rows (repository x target x cutoff)",
+        "",
+        "## Overall (mean over rows; MASE scaled by the in-sample naive error)",
+        *_table(result.scores, "overall"),
+        "",
+        "## MASE per target",
+        *_target_table(result.scores, targets),
+    ]
+    if result.sample_scores:
+        n = int(next(iter(result.sample_scores.values()))["overall"]["n_series"])
+        lines += [
+            "",
+            f"## Every method on the same random sample of {n} rows",
+            *_table(result.sample_scores, "overall"),
+        ]
+    md, js = out_dir / "backtest.md", out_dir / "backtest.json"
+    write_text_atomic(md, "\n".join(lines) + "\n")
+    write_json_atomic(
+        js,
+        {"scores": result.scores, "sample_scores": result.sample_scores, "seconds": result.seconds},
+    )
+    plots = [
+        mase_by_cutoff_png(
+            result.rows, result.forecasts, t, name, p, out_dir / "plots" / f"mase_{name}.png"
+        )
+        for t, name in enumerate(targets)
+    ]
+    return [md, js, *plots]
+
+
+def forecast_repo(
+    model: DualTowerForecaster, data: ForecastData, repo: str, out: Path
+) -> tuple[list[str], np.ndarray, Path]:
+    """The next ``horizon`` months after the corpus's end: (month labels, (H, T, Q) raw, PNG)."""
+    from towerkit.core.errors import TowerkitError
+    from towerkit.forecast.data import text_for
+    from towerkit.forecast.windows import build_windows
+
+    p = data.panel
+    if repo not in p.repos:
+        raise TowerkitError(f"--repo {repo!r}: not in the dataset (e.g. {p.repos[0]})")
+    r = p.repos.index(repo)
+    if p.end - p.first[r] + 1 < data.config.min_history:
+        raise TowerkitError(
+            f"--repo {repo!r}: fewer than {data.config.min_history} months of history"
+        )
+    pairs = np.array([[r, p.end]])
+    arrays = build_windows(p, pairs, data.config.lookback, data.config.horizon, data.target_idx)
+    window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
+    raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx)[0], 0, None)
+    months = [p.label(p.end + h + 1) for h in range(raw.shape[0])]
+    png = history_forecast_png(p, r, data.target_idx, months, raw, model.config.quantiles, out)
+    return months, raw, png

@@ -1,0 +1,136 @@
+"""The dual-tower forecaster.
+
+- time tower: an LSTM or a Transformer encoder over the scaled multivariate look-back window,
+  projected to ``hidden`` (128) dimensions;
+- text tower: a small MLP over the frozen sentence-encoder embeddings of the window's two texts
+  (trends and profile), computed once and cached (see ``towerkit.forecast.text``);
+- fusion: concat(time, text, look-back statistics) -> MLP -> for each of ``horizon`` months and
+  ``n_targets`` targets, the quantiles (p10, p50, p90 by default), non-crossing by construction
+  (the median plus softplus gaps).
+
+``use_text=False`` is the no-text ablation: the same model without the text tower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from towerkit.core.errors import ConfigError
+from towerkit.core.model import BaseModel, register_model
+
+
+@dataclass
+class DualTowerConfig:
+    n_inputs: int = 21  # per-month features of the look-back window
+    n_static: int = 36  # look-back statistics (mean and log std of each series)
+    lookback: int = 24
+    horizon: int = 3
+    n_targets: int = 6
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    encoder: Literal["lstm", "transformer"] = "lstm"
+    hidden: int = 128
+    layers: int = 1
+    heads: int = 4
+    dropout: float = 0.1
+    use_text: bool = True
+    text_dim: int = 768  # two 384-d MiniLM embeddings
+    text_hidden: int = 64
+    fusion_hidden: int = 256
+
+    def __post_init__(self) -> None:
+        if sorted(self.quantiles) != self.quantiles or 0.5 not in self.quantiles:
+            raise ConfigError("model: quantiles: expected increasing levels that include 0.5")
+        if self.encoder == "transformer" and self.hidden % self.heads:
+            raise ConfigError("model: hidden must be a multiple of heads for the transformer")
+
+
+class TimeTower(nn.Module):
+    def __init__(self, config: DualTowerConfig) -> None:
+        super().__init__()
+        self.kind = config.encoder
+        self.inp = nn.Linear(config.n_inputs, config.hidden)
+        if config.encoder == "lstm":
+            self.lstm = nn.LSTM(config.hidden, config.hidden, config.layers, batch_first=True)
+        else:
+            self.position = nn.Parameter(torch.zeros(1, config.lookback, config.hidden))
+            layer = nn.TransformerEncoderLayer(
+                config.hidden, config.heads, 2 * config.hidden, config.dropout, batch_first=True
+            )
+            self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.out = nn.Linear(config.hidden, config.hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        if self.kind == "lstm":
+            h, _ = self.lstm(h)
+            last = h[:, -1]
+        else:
+            last = self.encoder(h + self.position[:, -h.shape[1] :])[:, -1]
+        return torch.tanh(self.out(last))
+
+
+class DualTowerForecaster(BaseModel):
+    config_class = DualTowerConfig
+    config: DualTowerConfig
+
+    def __init__(self, config: DualTowerConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.time_tower = TimeTower(c)
+        fused = c.hidden + c.n_static
+        if c.use_text:
+            self.text_tower = nn.Sequential(
+                nn.Linear(c.text_dim, c.text_hidden), nn.GELU(), nn.Dropout(c.dropout)
+            )
+            fused += c.text_hidden
+        self.fusion = nn.Sequential(
+            nn.Linear(fused, c.fusion_hidden),
+            nn.GELU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(c.fusion_hidden, c.fusion_hidden),
+            nn.GELU(),
+        )
+        self.head = nn.Linear(c.fusion_hidden, c.horizon * c.n_targets * len(c.quantiles))
+
+    def forward(
+        self, x: torch.Tensor, static: torch.Tensor, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, L, n_inputs), (B, n_static), (B, text_dim) -> quantiles (B, H, T, Q), scaled."""
+        parts = [self.time_tower(x), static]
+        if self.config.use_text:
+            if text is None:
+                raise ValueError("this model has a text tower: pass the text embeddings")
+            parts.append(self.text_tower(text))
+        raw = self.head(self.fusion(torch.cat(parts, dim=1)))
+        c = self.config
+        raw = raw.view(-1, c.horizon, c.n_targets, len(c.quantiles))
+        mid = c.quantiles.index(0.5)
+        median = raw[..., mid : mid + 1]
+        below = F.softplus(raw[..., :mid]).flip(-1).cumsum(-1).flip(-1)
+        above = F.softplus(raw[..., mid + 1 :]).cumsum(-1)
+        return torch.cat([median - below, median, median + above], dim=-1)
+
+
+def pinball(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, quantiles: list[float]
+) -> torch.Tensor:
+    """Mean pinball loss over known targets; pred (B, H, T, Q), target and mask (B, H, T)."""
+    levels = torch.tensor(quantiles, dtype=pred.dtype, device=pred.device)
+    diff = target.unsqueeze(-1) - pred
+    loss = torch.maximum(levels * diff, (levels - 1) * diff).mean(-1)
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@register_model("forecast-dualtower-lstm")
+def dualtower_lstm(**overrides: Any) -> DualTowerForecaster:
+    return DualTowerForecaster(DualTowerConfig(**{"encoder": "lstm", **overrides}))
+
+
+@register_model("forecast-dualtower-transformer")
+def dualtower_transformer(**overrides: Any) -> DualTowerForecaster:
+    return DualTowerForecaster(DualTowerConfig(**{"encoder": "transformer", **overrides}))

@@ -1,0 +1,228 @@
+"""The forecast pipeline (the recipes' code; the library parts live beside it).
+
+train:    config -> data (prepared table, windows, cached text embeddings) -> dual tower ->
+          Trainer.fit (early stopping on the validation pinball loss) -> registered as
+          ``forecast-dualtower`` (or ``forecast-dualtower-notext`` for the ablation)
+evaluate: a model reference -> rolling-origin backtest on the test cutoffs, beside the
+          statsforecast baselines and the text ablations -> Markdown + JSON table + plots
+predict:  a model reference + owner/name -> the next months with p10..p90 and a PNG
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from towerkit.core.config import load_config
+from towerkit.core.errors import TowerkitError
+from towerkit.core.model import BaseModel, create_model
+from towerkit.core.paths import repo_root
+from towerkit.core.registry import ModelRegistry, ModelVersion
+from towerkit.core.run import finish_run, start_run
+from towerkit.core.trainer import TrainerConfig
+from towerkit.forecast import model as _model  # noqa: F401  (registers the dual tower)
+from towerkit.forecast.data import (
+    ForecastData,
+    ForecastDataConfig,
+    WindowDataset,
+    load_data,
+    predict_scaled,
+)
+from towerkit.forecast.model import DualTowerForecaster, pinball
+
+REGISTRY_NAME = "forecast-dualtower"
+
+
+@dataclass
+class ForecastModelSection:
+    encoder: Literal["lstm", "transformer"] = "lstm"
+    hidden: int = 128
+    layers: int = 1
+    heads: int = 4
+    dropout: float = 0.1
+    use_text: bool = True
+    text_hidden: int = 64
+    fusion_hidden: int = 256
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+
+
+@dataclass
+class ForecastEvalConfig:
+    baselines: list[str] = field(default_factory=lambda: ["Naive", "SeasonalNaive", "Theta"])
+    # too slow for every row on 2 cores: run on a fixed random sample of rows, where every
+    # method is scored again so the comparison stays like for like
+    sample_baselines: list[str] = field(default_factory=lambda: ["AutoETS", "AutoARIMA"])
+    sample_size: int = 200
+    ablations: bool = True  # blank and shuffled text for a model with a text tower
+    seed: int = 0
+
+
+@dataclass
+class ForecastRecipeConfig:
+    recipe: str = "forecast-quick"
+    encoder: str = "all-minilm-l6-v2"  # frozen sentence encoder of the text tower
+    data: ForecastDataConfig = field(default_factory=ForecastDataConfig)
+    model: ForecastModelSection = field(default_factory=ForecastModelSection)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: ForecastEvalConfig = field(default_factory=ForecastEvalConfig)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    version: ModelVersion | None
+    data: ForecastData
+    model: DualTowerForecaster
+    config: ForecastRecipeConfig
+    plots: list[Path]
+    seconds: float
+
+
+def default_config_path(kind: str = "quick") -> Path:
+    return repo_root() / "configs" / "forecast" / f"{kind}.yaml"
+
+
+def load_recipe(
+    path: Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> ForecastRecipeConfig:
+    config: ForecastRecipeConfig = load_config(
+        ForecastRecipeConfig, path or default_config_path(), list(overrides)
+    )
+    return config
+
+
+def build_model(config: ForecastRecipeConfig, data: ForecastData) -> DualTowerForecaster:
+    m, arrays = config.model, data.train.arrays
+    arch = f"forecast-dualtower-{m.encoder}"
+    model = create_model(
+        arch,
+        n_inputs=arrays.x.shape[2],
+        n_static=arrays.static.shape[1],
+        lookback=config.data.lookback,
+        horizon=config.data.horizon,
+        n_targets=len(data.target_idx),
+        quantiles=list(m.quantiles),
+        hidden=m.hidden,
+        layers=m.layers,
+        heads=m.heads,
+        dropout=m.dropout,
+        use_text=m.use_text,
+        text_dim=data.train.text.shape[1],
+        text_hidden=m.text_hidden,
+        fusion_hidden=m.fusion_hidden,
+    )
+    assert isinstance(model, DualTowerForecaster)
+    return model
+
+
+def _loss_fn(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    pred = model(batch["x"], batch["static"], batch["text"])
+    levels: list[float] = _unwrap(model).config.quantiles
+    return pinball(pred, batch["y"], batch["mask"], levels)
+
+
+def _unwrap(model: Any) -> DualTowerForecaster:
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, DualTowerForecaster)
+    return inner
+
+
+def _val_metrics(model: DualTowerForecaster, data: ForecastData) -> dict[str, float]:
+    """Pinball loss and p10..p90 coverage on the validation windows (scaled space)."""
+    pred = torch.from_numpy(predict_scaled(model, data.val))
+    a = data.val.arrays
+    y, mask = torch.from_numpy(a.y), torch.from_numpy(a.y_mask)
+    inside = ((y >= pred[..., 0]) & (y <= pred[..., -1])).float()
+    return {
+        "pinball": float(pinball(pred, y, mask, model.config.quantiles)),
+        "coverage": float((inside * mask).sum() / mask.sum()),
+    }
+
+
+def registry_name(config: ForecastRecipeConfig) -> str:
+    return REGISTRY_NAME if config.model.use_text else REGISTRY_NAME + "-notext"
+
+
+def train(
+    config: ForecastRecipeConfig,
+    *,
+    registry: ModelRegistry | None = None,
+    runs_root: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    from towerkit.core.trainer import Trainer
+
+    started = time.perf_counter()
+    data = load_data(config.data, config.encoder, progress)
+    model = build_model(config, data)
+    run_dir = start_run("forecast", config.recipe, config, root=runs_root)
+    trainer = Trainer(
+        model,
+        config.trainer,
+        WindowDataset(data.train),
+        loss_fn=_loss_fn,
+        run_dir=run_dir,
+        eval_fn=lambda m: _val_metrics(_unwrap(m), data),
+    )
+    fit = trainer.fit()
+    val = _val_metrics(model, data)
+    metrics = {f"val_{k}": v for k, v in val.items()}
+    metrics.update(
+        train_seconds=float(fit.train_seconds),
+        train_steps=float(fit.global_step),
+        train_windows=float(len(data.train.arrays.pairs)),
+        parameters=float(model.num_parameters()),
+    )
+    version = finish_run(
+        run_dir,
+        model,
+        metrics,
+        config,
+        register_as=registry_name(config),
+        data_files=[data.table],
+        tags={"recipe": config.recipe, "text": str(config.model.use_text).lower()},
+        registry=registry or ModelRegistry(),
+    )
+    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
+    return TrainResult(
+        run_dir, metrics, version, data, model, config, plots, time.perf_counter() - started
+    )
+
+
+@dataclass
+class LoadedForecaster:
+    model: DualTowerForecaster
+    config: ForecastRecipeConfig
+    run_dir: Path | None
+    label: str
+
+
+def load_forecaster(ref: str, registry: ModelRegistry | None = None) -> LoadedForecaster:
+    """A run directory, a model directory or a registry reference (``forecast-dualtower``,
+    ``forecast-dualtower@production``, ``forecast-dualtower/2``)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        model_dir = path if (path / "config.json").is_file() else path / "model"
+        run_dir: Path | None = (
+            model_dir.parent if (model_dir.parent / "config.yaml").is_file() else None
+        )
+        label = str(model_dir)
+    else:
+        version = (registry or ModelRegistry()).resolve(ref)
+        model_dir = Path(version.model_dir)
+        run_dir = Path(version.run_dir) if version.run_dir else None
+        label = version.uri
+    model = BaseModel.from_pretrained(model_dir)
+    if not isinstance(model, DualTowerForecaster):
+        raise TowerkitError(f"{ref}: not a forecast model ({type(model).__name__})")
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        raise TowerkitError(
+            f"{ref}: its run directory (config.yaml) is needed for the data settings"
+        )
+    config = load_recipe(run_dir / "config.yaml")
+    return LoadedForecaster(model, config, run_dir, label)

@@ -1,0 +1,162 @@
+"""Time-only splits, look-back windows and per-series scaling.
+
+A cutoff ``c`` is the last month a forecast may see; its targets are months c+1 .. c+horizon.
+Every repository shares the same cutoffs:
+
+- test: the last ``n_test`` cutoffs whose targets are all inside the corpus (rolling origin);
+- validation: ``n_val`` cutoffs whose targets all end by the first test cutoff;
+- train: every cutoff whose targets all end by the first validation cutoff.
+
+So no window has a target month after the cutoff of the split that follows it, and model
+selection (validation) never sees a month the test forecasts from its own cutoff onward.
+
+Scaling is per window and per series, from the look-back window only: ``z = (slog(x) - mean)
+/ std`` with ``slog(x) = sign(x) log1p(|x|)``; :func:`inverse_scale` undoes it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from towerkit.core.errors import TowerkitError
+from towerkit.forecast.dataset import Panel
+
+MIN_STD = 0.05  # in log space: a flat look-back must not blow tiny changes up
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Grid positions of the cutoffs of each split."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    horizon: int
+
+    def check(self) -> None:
+        """Raise if any window's targets cross into the next split (the leakage rule)."""
+        if self.val and self.train and max(self.train) + self.horizon > min(self.val):
+            raise TowerkitError(
+                "split: a training target month is after the first validation cutoff"
+            )
+        if self.test and self.val and max(self.val) + self.horizon > min(self.test):
+            raise TowerkitError("split: a validation target month is after the first test cutoff")
+
+
+def make_splits(n_months: int, horizon: int, n_val: int, n_test: int, lookback_min: int) -> Splits:
+    """Cutoffs on a grid of ``n_months`` months (position n_months - 1 is the corpus's end)."""
+    if horizon < 1 or n_val < 1 or n_test < 1:
+        raise TowerkitError("split: horizon, n_val_cutoffs and n_test_cutoffs must be >= 1")
+    last = n_months - 1 - horizon
+    test = list(range(last - n_test + 1, last + 1))
+    val_last = test[0] - horizon
+    val = list(range(val_last - n_val + 1, val_last + 1))
+    train = list(range(lookback_min - 1, val[0] - horizon + 1))
+    if not train:
+        raise TowerkitError(
+            f"split: {n_months} months leave no training cutoff before validation "
+            f"({n_test} test + {n_val} validation cutoffs, horizon {horizon})"
+        )
+    splits = Splits(train, val, test, horizon)
+    splits.check()
+    return splits
+
+
+def eligible(panel: Panel, cutoff: int, min_history: int, horizon: int) -> np.ndarray:
+    """Repositories with at least ``min_history`` months up to ``cutoff`` and all targets."""
+    return (cutoff - panel.first + 1 >= min_history) & (cutoff + horizon <= panel.end)
+
+
+def window_index(
+    panel: Panel, cutoffs: Sequence[int], min_history: int, horizon: int
+) -> np.ndarray:
+    """(repo, cutoff) pairs of every eligible window, shape (N, 2)."""
+    pairs = [
+        (r, c) for c in cutoffs for r in np.flatnonzero(eligible(panel, c, min_history, horizon))
+    ]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def slog(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def sexp(y: np.ndarray) -> np.ndarray:
+    return np.sign(y) * np.expm1(np.abs(y))
+
+
+def fit_scale(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-series (mean, std) of slog(history) over its non-NaN months; history is (..., L, F)."""
+    logged = slog(history)
+    present = ~np.isnan(logged)
+    count = present.sum(axis=-2)
+    filled = np.where(present, logged, 0.0)
+    mean = np.divide(filled.sum(axis=-2), count, out=np.zeros(count.shape), where=count > 0)
+    squares = np.where(present, (logged - mean[..., None, :]) ** 2, 0.0).sum(axis=-2)
+    var = np.divide(squares, count, out=np.zeros(count.shape), where=count > 0)
+    return mean, np.maximum(np.sqrt(var), MIN_STD)
+
+
+def apply_scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """x (..., T, F) with the (..., F) stats of its series."""
+    return (slog(x) - mean[..., None, :]) / std[..., None, :]
+
+
+def inverse_scale(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return sexp(z * std[..., None, :] + mean[..., None, :])
+
+
+@dataclass
+class WindowArrays:
+    """Model inputs and targets of N windows (float32, scaled), plus what inverts them."""
+
+    pairs: np.ndarray  # (N, 2) repo, cutoff
+    x: np.ndarray  # (N, L, F + 3): scaled features (0 where unknown), present flag, month sin/cos
+    static: np.ndarray  # (N, 2 F): mean and log std of each series' look-back
+    y: np.ndarray  # (N, H, T) scaled targets (0 where unknown)
+    y_mask: np.ndarray  # (N, H, T) 1 where the target is known
+    mean: np.ndarray  # (N, F)
+    std: np.ndarray  # (N, F)
+
+
+def build_windows(
+    panel: Panel, pairs: np.ndarray, lookback: int, horizon: int, targets: Sequence[int]
+) -> WindowArrays:
+    n, f = len(pairs), len(panel.features)
+    history = np.full((n, lookback, f), np.nan)
+    future = np.full((n, horizon, f), np.nan)
+    for i, (r, c) in enumerate(pairs):
+        start = c - lookback + 1
+        lo = max(start, int(panel.first[r]), 0)
+        history[i, lo - start :] = panel.values[r, lo : c + 1]
+        ahead = panel.values[r, c + 1 : c + 1 + horizon]  # short at the corpus's end
+        future[i, : len(ahead)] = ahead
+    mean, std = fit_scale(history)
+    scaled = apply_scale(history, mean, std)
+    present = ~np.isnan(scaled)
+    months = panel.month0 + pairs[:, 1:2] - np.arange(lookback)[::-1][None, :]
+    angle = 2 * np.pi * (months % 12) / 12
+    x = np.concatenate(
+        [
+            np.where(present, scaled, 0.0),
+            present.any(axis=2, keepdims=True),
+            np.sin(angle)[..., None],
+            np.cos(angle)[..., None],
+        ],
+        axis=2,
+    )
+    ty = apply_scale(future, mean, std)[:, :, list(targets)]
+    known = ~np.isnan(ty)
+    static = np.concatenate([mean, np.log(std)], axis=1)
+    return WindowArrays(
+        pairs=pairs,
+        x=x.astype(np.float32),
+        static=static.astype(np.float32),
+        y=np.where(known, ty, 0.0).astype(np.float32),
+        y_mask=known.astype(np.float32),
+        mean=mean,
+        std=std,
+    )
