@@ -136,6 +136,11 @@ def test_cli_missing_table_and_schema_exit_2(
     argv = ["rec", "export", "--db", pg_url, "--schema", schema, "--out", out]
     assert main([*argv, "--mapping", str(mapping)]) == 2
     assert "key 'items.table': no table 'movies' in schema" in capsys.readouterr().err
+    mapping = _mapping(tmp_path, "interactions:\n  target_id: movie_id\n")
+    assert main([*argv, "--mapping", str(mapping)]) == 2
+    err = capsys.readouterr().err
+    assert "key 'interactions.target_id': table 'interactions' has no column 'movie_id'" in err
+    assert err.count("\n") == 1
 
 
 def test_default_mapping_file_equals_the_built_in_default(

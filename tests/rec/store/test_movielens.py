@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -89,6 +92,31 @@ def test_grouplens_layout_reads_into_the_same_frames(tmp_path: Path, ml100k: Mov
     assert loaded.ratings.equals(subset.ratings)
     assert loaded.users.equals(subset.users)
     assert loaded.items.equals(subset.items)
+
+
+def test_the_official_zip_source_unpacks_to_a_folder_the_loader_reads(
+    tmp_path: Path, ml100k: MovieLens
+) -> None:
+    """The GroupLens source as registered (extract, subpath ml-100k), fed a local zip."""
+    official = get_asset("movielens-100k").sources[0]
+    assert isinstance(official, UrlSource)
+    subset = MovieLens(
+        ratings=ml100k.ratings.head(500),
+        users=ml100k.users,
+        items=ml100k.items.filter(pl.col("item_id").cast(pl.Int64) <= 100),
+    )
+    unpacked = tmp_path / "ml-100k"
+    unpacked.mkdir()
+    _write_grouplens(unpacked, subset)
+    archive = Path(shutil.make_archive(str(tmp_path / "ml-100k"), "zip", tmp_path, "ml-100k"))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    local = dataclasses.replace(official, url=archive.as_uri(), sha256=digest)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    local.fill(dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["u.data", "u.item", "u.user"]
+    loaded = load_movielens_100k(dest)
+    assert loaded.ratings.equals(subset.ratings) and loaded.items.equals(subset.items)
 
 
 def test_a_folder_without_either_layout_is_one_clear_error(tmp_path: Path) -> None:
