@@ -13,7 +13,8 @@ that sum is positive. The covariate metric holds pre-period values for CUPED.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -131,6 +132,15 @@ class EventLog:
             sa.Index(f"{prefix}outcomes_by_user", "experiment", "user_id"),
         )
 
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One transaction for several calls (pass ``conn=``): all of them land, or none."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _begin(self, conn: sa.Connection | None) -> AbstractContextManager[sa.Connection]:
+        return nullcontext(conn) if conn is not None else self.engine.begin()
+
     def create(self) -> None:
         self.metadata.create_all(self.engine, checkfirst=True)
 
@@ -139,7 +149,9 @@ class EventLog:
 
     # experiments -------------------------------------------------------------------------------
 
-    def save_experiment(self, experiment: Experiment, replace: bool = False) -> None:
+    def save_experiment(
+        self, experiment: Experiment, replace: bool = False, conn: sa.Connection | None = None
+    ) -> None:
         """Store a new experiment; with ``replace`` an existing one and its events go first."""
         row = {
             "name": experiment.name,
@@ -151,7 +163,7 @@ class EventLog:
             "description": experiment.description,
             "created_at": _now(),
         }
-        with self.engine.begin() as conn:
+        with self._begin(conn) as conn:
             exists = conn.execute(
                 sa.select(self.experiments.c.name).where(self.experiments.c.name == experiment.name)
             ).first()
@@ -208,6 +220,7 @@ class EventLog:
         user_ids: Sequence[str | int],
         items: Sequence[Sequence[str | int]] | None = None,
         at: datetime | None = None,
+        conn: sa.Connection | None = None,
     ) -> list[str]:
         """Log exposures (first one per user counts); returns each user's variant."""
         variants = experiment.assigner.assign_many(user_ids)
@@ -225,8 +238,8 @@ class EventLog:
             for n, (user, variant) in enumerate(zip(user_ids, variants, strict=True))
         ]
         if rows:
-            with self.engine.begin() as conn:
-                conn.execute(self._insert_ignoring_duplicates(self.exposures), rows)
+            with self._begin(conn) as c:
+                c.execute(self._insert_ignoring_duplicates(self.exposures), rows)
         return variants
 
     def record(
@@ -234,6 +247,7 @@ class EventLog:
         experiment: Experiment,
         events: Iterable[tuple[str | int, str, float]],
         at: datetime | None = None,
+        conn: sa.Connection | None = None,
     ) -> int:
         """Log outcome events ``(user id, metric, value)`` of the experiment's metrics."""
         when = at or _now()
@@ -252,8 +266,8 @@ class EventLog:
                 }
             )
         if rows:
-            with self.engine.begin() as conn:
-                conn.execute(self.outcomes.insert(), rows)
+            with self._begin(conn) as c:
+                c.execute(self.outcomes.insert(), rows)
         return len(rows)
 
     def load(self, experiment: Experiment) -> ExperimentData:

@@ -36,39 +36,43 @@ def variants_table(report: ExperimentReport) -> Table:
     return table
 
 
-def _comparison_rows(c: Comparison) -> list[tuple[str, ...]]:
+def _comparison_rows(c: Comparison, with_variant: bool) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    name = f"{c.metric}: {c.treatment} - {c.control}"
+    name = f"{c.metric} {c.treatment}" if with_variant else c.metric
     if c.proportion is not None:
         p = c.proportion
-        rows.append((name, "two-proportion z", f"{p.diff:+.4f}",
-                     f"[{p.diff_ci_low:+.4f}, {p.diff_ci_high:+.4f}]", f"z={p.z:.2f}",
-                     _p(p.p_value), f"{p.relative_lift:+.1%}"))  # fmt: skip
+        rows.append((name, "z-test", f"{p.diff:+.4f}", _ci(p.diff_ci_low, p.diff_ci_high),
+                     _p(p.p_value), f"lift {p.relative_lift:+.0%}"))  # fmt: skip
     if c.welch is not None:
         w = c.welch
-        rows.append((name, "Welch t", f"{w.diff:+.4f}",
-                     f"[{w.diff_ci_low:+.4f}, {w.diff_ci_high:+.4f}]", f"t={w.t:.2f}",
-                     _p(w.p_value), ""))  # fmt: skip
+        rows.append((name, "Welch", f"{w.diff:+.4f}", _ci(w.diff_ci_low, w.diff_ci_high),
+                     _p(w.p_value), f"t={w.t:.2f}, df={w.df:.0f}"))  # fmt: skip
     if c.cuped is not None:
         a = c.cuped.adjusted
-        rows.append((name, f"CUPED Welch (var -{c.cuped.variance_reduction:.1%})",
-                     f"{a.diff:+.4f}", f"[{a.diff_ci_low:+.4f}, {a.diff_ci_high:+.4f}]",
-                     f"t={a.t:.2f}", _p(a.p_value), f"theta={c.cuped.theta:.3g}"))  # fmt: skip
+        rows.append((name, "CUPED", f"{a.diff:+.4f}", _ci(a.diff_ci_low, a.diff_ci_high),
+                     _p(a.p_value), f"var -{c.cuped.variance_reduction:.1%}"))  # fmt: skip
     return rows
+
+
+def _ci(low: float, high: float) -> str:
+    return f"[{low:.4f}, {high:.4f}]"
 
 
 def comparisons_table(report: ExperimentReport) -> Table:
     srm = report.srm
     verdict = "MISMATCH" if srm.mismatch else "ok"
     counts = ", ".join(f"{v}={n}" for v, n in srm.observed.items())
+    control = report.experiment.variants[0]
+    treatments = report.experiment.variants[1:]
+    level = round(100 * (1 - report.alpha))
     table = Table(
-        title=f"treatment - control   |   SRM {verdict}: {counts}, "
-        f"chi2={srm.chi2:.2f}, p={_p(srm.p_value)}"
+        title=f"{'/'.join(treatments)} - {control}; SRM {verdict} ({counts}, "
+        f"chi2={srm.chi2:.2f}, p={_p(srm.p_value)})"
     )
-    for column in ("comparison", "test", "diff", "interval", "statistic", "p", "note"):
-        table.add_column(column, justify="left" if column in ("comparison", "test") else "right")
+    for column in ("metric", "test", "diff", f"{level}% CI", "p", "note"):
+        table.add_column(column, justify="left" if column in ("metric", "test") else "right")
     for comparison in report.comparisons:
-        for row in _comparison_rows(comparison):
+        for row in _comparison_rows(comparison, len(treatments) > 1):
             table.add_row(*row)
     return table
 
@@ -125,8 +129,17 @@ def _plot_differences(ax: Axes, comparisons: list[Comparison], alpha: float) -> 
             lows.append(d - lo)
             highs.append(hi - d)
     y = list(range(len(labels)))
+    for n, p_value in enumerate(p for c in comparisons for p in _p_values(c)):
+        ax.annotate(f"p={_p(p_value)}", (diffs[n], n), xytext=(0, 7), textcoords="offset points",
+                    ha="center", fontsize=8)  # fmt: skip
     ax.errorbar(diffs, y, xerr=[lows, highs], fmt="o", capsize=6, color="#3b7dd8")
     ax.axvline(0.0, color="#888", linestyle="--", linewidth=1)
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_title(f"difference ({1 - alpha:.0%} CI)")
+
+
+def _p_values(c: Comparison) -> list[float]:
+    raw = c.proportion or c.welch
+    assert raw is not None
+    return [raw.p_value] + ([c.cuped.adjusted.p_value] if c.cuped is not None else [])

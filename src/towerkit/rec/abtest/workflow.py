@@ -1,0 +1,116 @@
+"""What the ``towerkit rec abtest`` commands do, apart from printing: open, simulate, analyse, save."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from towerkit.core.errors import TowerkitError
+from towerkit.core.io import write_json_atomic
+from towerkit.core.paths import runs_root
+from towerkit.rec.abtest.analysis import ExperimentReport, analyse
+from towerkit.rec.abtest.assign import parse_weights
+from towerkit.rec.abtest.events import EventLog, Experiment
+from towerkit.rec.abtest.render import report_png
+
+VARIANTS = ("A", "B")  # A is the control
+
+
+@dataclass(frozen=True)
+class Outputs:
+    report: ExperimentReport
+    json_path: Path
+    png_path: Path
+
+
+def open_log(db: str, schema: str | None = None, *, must_exist: bool = False) -> EventLog:
+    """The event tables in the store behind ``db`` (created if absent)."""
+    from towerkit.rec.store.engine import check_connection, create_store_engine
+
+    engine = create_store_engine(db, must_exist=must_exist)
+    check_connection(engine)
+    log = EventLog(engine, schema=schema)
+    log.create()
+    return log
+
+
+def save_outputs(report: ExperimentReport, out: Path | None) -> Outputs:
+    folder = out or runs_root() / "rec" / "abtest" / _slug(report.experiment.name)
+    json_path = folder / "report.json"
+    write_json_atomic(json_path, report.to_dict())
+    png_path = report_png(report, folder / "abtest.png")
+    return Outputs(report, json_path, png_path)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
+
+
+def analyse_logged(
+    db: str, name: str, schema: str | None = None, alpha: float = 0.05
+) -> ExperimentReport:
+    log = open_log(db, schema, must_exist=True)
+    experiment = log.experiment(name)
+    return analyse(experiment, log.load(experiment), alpha)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise TowerkitError(f"--start: expected an ISO 8601 instant, got {text!r}") from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SimulateOptions:
+    db: str
+    a: str
+    b: str
+    salt: str = "towerkit-abtest"
+    weights: str = "0.5,0.5"
+    k: int = 10
+    experiment: str | None = None
+    start: str | None = None
+    mapping: Path | None = None
+    schema: str | None = None
+    replace: bool = False
+    alpha: float = 0.05
+
+
+def simulate_refs(options: SimulateOptions) -> tuple[ExperimentReport, datetime, int]:
+    """Replay the store's held-out likes against two registered model versions; analyse."""
+    from towerkit.rec.abtest.heldout import read_heldout
+    from towerkit.rec.abtest.simulate import (
+        SIMULATION_METRICS,
+        BundleRecommender,
+        simulate,
+        training_cutoff,
+    )
+    from towerkit.rec.store.mapping import bind_mapping, load_mapping
+    from towerkit.rec.twotower.api import load_bundle
+
+    weights = parse_weights(options.weights, len(VARIANTS))
+    bundles = {"A": load_bundle(options.a), "B": load_bundle(options.b)}
+    if options.start is not None:
+        start = _instant(options.start)
+    else:  # the later cutoff: neither model has trained on what is replayed
+        start = max(training_cutoff(b.run_dir, b.label) for b in bundles.values())
+    log = open_log(options.db, options.schema, must_exist=True)
+    mapping, source = load_mapping(options.mapping, options.schema)
+    heldout = read_heldout(log.engine, bind_mapping(log.engine, mapping, source), start)
+    experiment = Experiment(
+        options.experiment or f"simulate {bundles['A'].label} vs {bundles['B'].label}",
+        options.salt,
+        VARIANTS,
+        tuple(weights),
+        SIMULATION_METRICS,
+        {v: b.label for v, b in bundles.items()},
+        f"replay of likes from {start.isoformat()} on, top-{options.k}",
+    )
+    recommenders = {v: BundleRecommender(b) for v, b in bundles.items()}
+    simulate(log, experiment, heldout, recommenders, options.k, options.replace)
+    report = analyse(experiment, log.load(experiment), options.alpha)
+    return report, start, len(heldout.users)
