@@ -238,3 +238,21 @@ def test_the_shared_full_export_holds_all_of_movielens(
     counts = dict(data.interactions["action"].value_counts().iter_rows())
     assert counts == {"like": 55_375, "pass": 17_480}
     assert (data.users.height, data.items.height) == (943, 1682)
+
+
+def test_lag_leaves_the_newest_rows_for_the_next_run(
+    store: tuple[Engine, str | None], tmp_path: Path
+) -> None:
+    engine, schema = store
+    now = datetime.now(UTC)
+    _add_rows(engine, schema, [{"viewer_id": "5", "target_id": "9", "action": "like",
+                                "created_at": now - timedelta(seconds=5)}])  # fmt: skip
+    out = tmp_path / "out"
+    held = export_store(engine, out, schema=schema, lag_s=3600)
+    assert held.new_rows == SMALL  # the 5-second-old swipe waits
+    later = export_store(engine, out, schema=schema)
+    assert later.new_rows == 1
+    last = read_export(out).interactions.row(-1, named=True)
+    assert (last["viewer_id"], last["interaction_id"]) == ("5", SMALL + 1)
+    with pytest.raises(TowerkitError, match="--lag -1: expected seconds >= 0"):
+        export_store(engine, out, schema=schema, lag_s=-1)

@@ -75,6 +75,9 @@ def export_command(
     full: bool = typer.Option(
         False, "--full", help="ignore the saved watermark and export every interaction again"
     ),
+    lag: float = typer.Option(
+        0.0, "--lag", help="leave interactions newer than this many seconds for the next run"
+    ),
 ) -> None:
     """Stream interactions (new ones since the last run) and user/item features to Parquet."""
     from towerkit.rec.store.export import export_store
@@ -88,6 +91,7 @@ def export_command(
         batch_size=batch_size,
         part_rows=part_rows,
         full=full,
+        lag_s=lag,
     )
     parts = ", ".join(result.new_parts) if result.new_parts else "no new part"
     console.print(

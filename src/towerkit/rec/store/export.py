@@ -9,16 +9,17 @@ part is written to a temporary file and renamed; ``watermark.json`` advances onl
 Users and items are then snapshotted whole (after the interactions, so a user who appears in
 an exported interaction is in the snapshot too), then ``manifest.json`` is written.
 
-The watermark assumes rows arrive with created_at at or after the last export's; a row inserted
-later with an older created_at is not picked up (``--full`` re-exports everything).
+The watermark assumes rows become visible in created_at order: a row committed after an export
+with a created_at older than that export's watermark is not picked up. ``lag_s`` (``--lag``)
+leaves the newest seconds for the next run, which covers writers whose transactions commit
+within that time after their created_at; ``--full`` re-exports everything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,25 @@ def _stream_key(bound: BoundStore, source: str) -> dict[str, Any]:
     }
 
 
-def _query(bound: BoundStore, after: tuple[datetime, int] | None) -> Select[Any]:
+def _query(
+    bound: BoundStore, after: tuple[datetime, int] | None, before: datetime | None
+) -> Select[Any]:
     inter = bound.mapping.interactions
     columns = bound.interactions.c
     at, ident = columns[inter.created_at], columns[inter.id]
+    aware = bool(getattr(at.type, "timezone", False))  # naive columns hold UTC wall time
+
+    def bound_value(when: datetime) -> datetime:
+        return when if aware else when.astimezone(UTC).replace(tzinfo=None)
+
     stmt = select(
         ident, columns[inter.viewer_id], columns[inter.target_id], columns[inter.action], at
     ).where(columns[inter.action].in_(sorted(set(inter.actions.values()))))
     if after is not None:
-        when = after[0] if getattr(at.type, "timezone", False) else after[0].replace(tzinfo=None)
+        when = bound_value(after[0])
         stmt = stmt.where(or_(at > when, and_(at == when, ident > after[1])))
+    if before is not None:
+        stmt = stmt.where(at < bound_value(before))
     return stmt.order_by(at, ident)
 
 
@@ -120,11 +130,13 @@ def _write_parts(
     watermark: dict[str, Any],
     batch_size: int,
     part_rows: int,
+    lag_s: float,
 ) -> tuple[int, list[str]]:
     after = None
     if watermark.get("created_at") is not None:
         after = (datetime.fromisoformat(watermark["created_at"]), int(watermark["interaction_id"]))
-    stmt = _query(bound, after)
+    before = datetime.now(UTC) - timedelta(seconds=lag_s) if lag_s > 0 else None
+    stmt = _query(bound, after, before)
     total = conn.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
     batches = _interaction_batches(conn, stmt, bound.mapping.interactions.actions, batch_size)
     written: list[str] = []
@@ -168,9 +180,7 @@ def _feature_value(spec: FeatureSpec, value: Any, key: str, row_id: Any) -> Any:
     if value is None:
         return [] if spec.kind == "multi_categorical" else None
     if spec.kind == "numeric":
-        if isinstance(value, int | float | Decimal | bool):
-            return float(value)
-        try:
+        try:  # int, float, Decimal, bool, or numeric text
             return float(value)
         except (TypeError, ValueError):
             raise TowerkitError(
@@ -216,20 +226,26 @@ def export_bound(
     batch_size: int = DEFAULT_BATCH,
     part_rows: int = DEFAULT_PART_ROWS,
     full: bool = False,
+    lag_s: float = 0.0,
 ) -> ExportResult:
     """Export the store ``bound`` describes into ``out`` (see the module docstring)."""
-    if batch_size < 1 or part_rows < 1:
-        raise TowerkitError(f"--batch-size {batch_size} / part rows {part_rows}: expected >= 1")
+    for name, value in (("--batch-size", batch_size), ("--part-rows", part_rows)):
+        if value < 1:
+            raise TowerkitError(f"{name} {value}: expected a positive number of rows")
+    if lag_s < 0:
+        raise TowerkitError(f"--lag {lag_s:g}: expected seconds >= 0")
     layout = Layout(Path(out))
     layout.root.mkdir(parents=True, exist_ok=True)
     source = redact(engine.url)
     key = _stream_key(bound, source)
     with FileLock(layout.root / ".export.lock"):
+        if full:  # first, so that a crash below leaves no watermark naming deleted parts
+            layout.watermark.unlink(missing_ok=True)
         watermark = load_watermark(layout, key, fresh=full)
         layout.remove_orphan_parts(len(watermark["parts"]))
         with engine.connect() as conn:
             new_rows, new_parts = _write_parts(
-                conn, bound, layout, watermark, batch_size, part_rows
+                conn, bound, layout, watermark, batch_size, part_rows, lag_s
             )
             users = _write_entities(
                 conn, bound.users, bound.mapping.users, "users", layout.users, batch_size
@@ -251,6 +267,7 @@ def export_store(
     batch_size: int = DEFAULT_BATCH,
     part_rows: int = DEFAULT_PART_ROWS,
     full: bool = False,
+    lag_s: float = 0.0,
 ) -> ExportResult:
     """``towerkit rec export`` as a function: a store URL (or engine), a folder, a mapping YAML."""
     from towerkit.rec.store.engine import check_connection, create_store_engine, database_errors
@@ -262,5 +279,11 @@ def export_store(
     with database_errors(engine, "export failed"):
         bound = bind_mapping(engine, loaded, source)
         return export_bound(
-            engine, bound, Path(out), batch_size=batch_size, part_rows=part_rows, full=full
+            engine,
+            bound,
+            Path(out),
+            batch_size=batch_size,
+            part_rows=part_rows,
+            full=full,
+            lag_s=lag_s,
         )
