@@ -5,6 +5,7 @@ Every comparison is treatment minus control: a positive difference means the tre
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -143,7 +144,11 @@ def welch_test(control: ArrayLike, treatment: ArrayLike, alpha: float = 0.05) ->
             df,
             1.0 if same else 0.0,
         )
-    result = stats.ttest_ind(t, c, equal_var=False)
+    with warnings.catch_warnings():
+        # one constant group (e.g. every treated user converted) is legitimate input; scipy warns
+        # about its zero moment, but the Welch statistic from the other group's variance is right
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        result = stats.ttest_ind(t, c, equal_var=False)
     ci = result.confidence_interval(confidence_level=1 - alpha)
     return WelchTest(
         c.size,
