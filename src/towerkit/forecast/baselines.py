@@ -58,7 +58,9 @@ def forecast_cutoff(
         models=make_models(names), freq="MS", n_jobs=_jobs(), fallback_model=Naive()
     )
     started = time.perf_counter()
-    out = pd.DataFrame(engine.forecast(df=df, h=horizon, level=[80])).sort_values(["unique_id", "ds"])
+    out = pd.DataFrame(engine.forecast(df=df, h=horizon, level=[80])).sort_values(
+        ["unique_id", "ds"]
+    )
     seconds = time.perf_counter() - started
     result = {}
     for name in names:

@@ -6,7 +6,7 @@
   (trends and profile), computed once and cached (see ``towerkit.forecast.text``);
 - fusion: concat(time, text, look-back statistics) -> MLP -> for each of ``horizon`` months and
   ``n_targets`` targets, the quantiles (p10, p50, p90 by default), non-crossing by construction
-  (the median plus softplus gaps).
+  (the median plus softplus gaps); the median is an offset from the last observed value.
 
 ``use_text=False`` is the no-text ablation: the same model without the text tower.
 """
@@ -41,6 +41,9 @@ class DualTowerConfig:
     text_dim: int = 768  # two 384-d MiniLM embeddings
     text_hidden: int = 64
     fusion_hidden: int = 256
+    # positions of the targets among the inputs: the median is an offset from their last value
+    # (in scaled space), so the network starts at the naive forecast and learns the change
+    target_inputs: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if sorted(self.quantiles) != self.quantiles or 0.5 not in self.quantiles:
@@ -111,6 +114,8 @@ class DualTowerForecaster(BaseModel):
         raw = raw.view(-1, c.horizon, c.n_targets, len(c.quantiles))
         mid = c.quantiles.index(0.5)
         median = raw[..., mid : mid + 1]
+        if c.target_inputs:
+            median = median + x[:, -1, c.target_inputs][:, None, :, None]
         below = F.softplus(raw[..., :mid]).flip(-1).cumsum(-1).flip(-1)
         above = F.softplus(raw[..., mid + 1 :]).cumsum(-1)
         return torch.cat([median - below, median, median + above], dim=-1)

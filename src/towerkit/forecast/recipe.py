@@ -115,6 +115,7 @@ def build_model(config: ForecastRecipeConfig, data: ForecastData) -> DualTowerFo
         text_dim=data.train.text.shape[1],
         text_hidden=m.text_hidden,
         fusion_hidden=m.fusion_hidden,
+        target_inputs=list(data.target_idx),  # the first features of x are the table's columns
     )
     assert isinstance(model, DualTowerForecaster)
     return model

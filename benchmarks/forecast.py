@@ -1,0 +1,177 @@
+"""Forecast benchmark: the dual tower against statsforecast on the same series and cutoffs.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/forecast.py [--config configs/forecast/full.yaml] [key=value ...]
+
+Trains the full recipe twice (with the text tower and without it: the no-text ablation) on
+every repository of ../shared/data/opendigger, then runs the rolling-origin backtest over the
+last 12 cutoffs: the dual tower, its blank- and shuffled-text ablations, the no-text model and
+the statsforecast baselines, scored on the same rows. Checks the issue's goals (overall MASE
+<= 0.9 x the best baseline, p10..p90 coverage in 70..90 %, training <= 15 min on 2 cores) and
+writes the "## Forecast" section of BENCHMARKS.md plus runs/bench/forecast/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from towerkit.core.io import write_json_atomic
+from towerkit.forecast.evaluation import METRICS, Backtest, run_backtest
+from towerkit.forecast.recipe import default_config_path, load_recipe, train
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+SECTION = "## Forecast"
+
+
+def machine() -> str:
+    load = os.getloadavg()[0]
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}"
+
+
+def write_section(markdown: str) -> None:
+    """Replace (or add) this benchmark's section; other sections stay as they are."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else "# Benchmarks\n"
+    start = text.find(SECTION + "\n")
+    if start == -1:
+        text = text.rstrip() + "\n\n" + markdown
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + markdown + (text[end + 1 :] if end != -1 else "")
+    BENCHMARKS_MD.write_text(text.rstrip() + "\n")
+
+
+def table(scores: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    lines = ["| method | " + " | ".join(METRICS) + " | rows |", "|---" * (len(METRICS) + 2) + "|"]
+    for method, groups in sorted(scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
+        m = groups["overall"]
+        lines.append(
+            f"| {method} | "
+            + " | ".join(f"{m[k]:.4g}" for k in METRICS)
+            + f" | {int(m['n_series'])} |"
+        )
+    return lines
+
+
+def goals(result: Backtest, baselines: list[str], train_seconds: float) -> list[str]:
+    ours = result.overall("dual tower")
+    pool = {n: result.scores[n]["overall"]["mase"] for n in baselines if n in result.scores}
+    best = min(pool, key=pool.__getitem__)
+    lines = [
+        f"- MASE: dual tower {ours['mase']:.3f} vs best full-set baseline {best} {pool[best]:.3f}: "
+        f"ratio **{ours['mase'] / pool[best]:.3f}** (goal <= 0.9: "
+        f"{'met' if ours['mase'] <= 0.9 * pool[best] else 'NOT met'})",
+        f"- p10..p90 coverage: **{ours['coverage']:.3f}** (goal 0.70..0.90: "
+        f"{'met' if 0.7 <= ours['coverage'] <= 0.9 else 'NOT met'})",
+        f"- training (text model): **{train_seconds / 60:.1f} min** on 2 threads (goal <= 15 min: "
+        f"{'met' if train_seconds <= 900 else 'NOT met'})",
+    ]
+    if result.sample_scores:
+        sample = {n: s["overall"]["mase"] for n, s in result.sample_scores.items()}
+        others = {n: v for n, v in sample.items() if not n.startswith("dual tower")}
+        best_s = min(others, key=others.__getitem__)
+        lines.append(
+            f"- on the sample where every baseline ran: dual tower {sample['dual tower']:.3f} vs best "
+            f"{best_s} {others[best_s]:.3f}: ratio **{sample['dual tower'] / others[best_s]:.3f}**"
+        )
+    return lines
+
+
+def ablation(result: Backtest) -> list[str]:
+    ours = result.overall("dual tower")["mase"]
+    lines = []
+    for method in ("dual tower, blank text", "dual tower, shuffled text", "dual tower, no text"):
+        if method in result.scores:
+            other = result.overall(method)["mase"]
+            lines.append(
+                f"- {method}: MASE {other:.4f} ({(other - ours) / ours * 100:+.2f} % vs real text)"
+            )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=default_config_path("full"))
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    config = load_recipe(args.config, args.overrides)
+    runs = ROOT / "runs" / "bench"
+    with_text = train(config, runs_root=runs)
+    no_text = train(
+        load_recipe(args.config, [*args.overrides, "model.use_text=false"]), runs_root=runs
+    )
+    out = with_text.run_dir / "backtest"
+    result = run_backtest([with_text.model, no_text.model], config, with_text.data, out)
+    total = time.perf_counter() - started
+    command = " ".join(
+        [
+            "OMP_NUM_THREADS=2",
+            ".venv/bin/python",
+            "benchmarks/forecast.py",
+            *map(shlex.quote, sys.argv[1:]),
+        ]
+    )
+    lines = [
+        SECTION,
+        "",
+        f"`{command}` — {dt.date.today().isoformat()}, {machine()}; {total / 60:.1f} min in all.",
+        "",
+        f"Data: {with_text.data.description}. One global model; model selection (early stopping) "
+        "on the validation cutoffs only; the test cutoffs are scored once, here. Rows are "
+        "(repository, target, cutoff) with a known, non-constant history; every method is "
+        "scored on the same rows. Baseline intervals are statsforecast's 80 % intervals.",
+        "",
+        *table(result.scores),
+        "",
+    ]
+    if result.sample_scores:
+        n = int(result.sample_scores["dual tower"]["overall"]["n_series"])
+        lines += [
+            f"Every method on the same random sample of {n} rows (the slow baselines ran only there):",
+            "",
+            *table(result.sample_scores),
+            "",
+        ]
+    lines += [
+        "Goals:",
+        "",
+        *goals(result, config.eval.baselines, with_text.metrics["train_seconds"]),
+        "",
+    ]
+    lines += ["Text ablation (overall MASE on the test rows):", "", *ablation(result), ""]
+    lines += [
+        f"Training: text model {with_text.metrics['train_seconds']:.0f} s "
+        f"({int(with_text.metrics['train_steps'])} steps), no-text model "
+        f"{no_text.metrics['train_seconds']:.0f} s; baselines "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+        + f". Per-target MASE and plots: `{out.relative_to(ROOT)}/`.",
+    ]
+    markdown = "\n".join(lines) + "\n"
+    write_json_atomic(
+        runs / "forecast-results.json",
+        {
+            "scores": result.scores,
+            "sample_scores": result.sample_scores,
+            "seconds": result.seconds,
+            "train": {"text": with_text.metrics, "no_text": no_text.metrics},
+            "markdown": markdown,
+        },
+    )
+    print(markdown)
+    if not args.no_write:
+        write_section(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The Parquet table: zero-filled months, missing and malformed files masked and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from towerkit.forecast.client import read_repo_list
+from towerkit.forecast.dataset import build_table, read_panel, write_table
+from towerkit.forecast.parse import month_label
+
+START, MONTHS = 2019 * 12, 36  # the corpus that conftest.py writes
+
+
+def test_table_round_trip_and_report(corpus: Path, tmp_path: Path) -> None:
+    repos = read_repo_list(corpus)
+    assert repos == ["acme/rocket", "acme/widget", "zeta/tool"]
+    table, report = build_table(corpus, repos, progress=False)
+    assert report.repos == 3
+    assert report.missing["zeta/tool"][0] == "issues_new"
+    assert len(report.malformed) == 1 and "acme/widget/change_requests.json" in report.malformed[0]
+    rocket = table.filter(table["repo"] == "acme/rocket").sort("month")
+    assert rocket["month"][0] == month_label(START) and rocket["month"][-1] == month_label(
+        START + MONTHS - 1
+    )
+    assert rocket["activity"][5] == 0.0  # the left-out month
+    assert rocket["issue_response_time_avg"][3] == 2.5
+    assert rocket["orgs"][0] == "acme.io 2"  # personal domains dropped
+    panel = read_panel(write_table(table, report, tmp_path / "t.parquet"))
+    widget, tool = panel.repos.index("acme/widget"), panel.repos.index("zeta/tool")
+    assert np.isnan(panel.values[widget, :, panel.features.index("change_requests")]).all()
+    assert np.isnan(panel.values[tool, :, panel.features.index("issues_new")]).all()
+    assert not np.isnan(panel.values[tool, :, panel.features.index("stars")]).any()
+    assert (tmp_path / "t.report.json").is_file()

@@ -1,0 +1,86 @@
+"""Time-only splits (the leakage rule), windows and exact inverse scaling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from towerkit.core.errors import TowerkitError
+from towerkit.forecast.client import read_repo_list
+from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.windows import (
+    Splits,
+    apply_scale,
+    build_windows,
+    fit_scale,
+    inverse_scale,
+    make_splits,
+    window_index,
+)
+
+HORIZON = 3
+
+
+@pytest.fixture()
+def panel(corpus: Path, tmp_path: Path) -> Panel:
+    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
+    return read_panel(write_table(table, report, tmp_path / "t.parquet"))
+
+
+def test_no_target_month_crosses_the_next_cutoff(panel: Panel) -> None:
+    splits = make_splits(panel.n_months, HORIZON, n_val=3, n_test=4, lookback_min=6)
+    assert splits.test[-1] + HORIZON == panel.end  # the last cutoff whose targets all exist
+    assert len(splits.test) == 4 and len(splits.val) == 3
+    for split, next_cutoff in ((splits.train, splits.val[0]), (splits.val, splits.test[0])):
+        pairs = window_index(panel, split, min_history=6, horizon=HORIZON)
+        assert len(pairs) > 0
+        target_months = pairs[:, 1:2] + np.arange(1, HORIZON + 1)[None, :]
+        assert target_months.max() <= next_cutoff  # would fail if a target crossed the cutoff
+    every = [c for s in (splits.train, splits.val, splits.test) for c in s]
+    assert every == sorted(every) and len(set(every)) == len(every)
+
+
+def test_check_rejects_leaking_splits() -> None:
+    with pytest.raises(TowerkitError, match="training target month"):
+        Splits(train=[0, 1, 2, 3], val=[5, 6], test=[9], horizon=3).check()
+    with pytest.raises(TowerkitError, match="validation target month"):
+        Splits(train=[0], val=[3, 4], test=[6], horizon=3).check()
+    Splits(train=[0, 1, 2], val=[5, 6], test=[9], horizon=3).check()
+
+
+def test_too_short_for_the_cutoffs() -> None:
+    with pytest.raises(TowerkitError, match="no training cutoff"):
+        make_splits(20, HORIZON, n_val=6, n_test=12, lookback_min=6)
+
+
+def test_scaling_round_trip_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.gamma(0.5, 200.0, size=(5, 24, 4))
+    x[0, :, 1] = 7.0  # flat: the std floor keeps it finite
+    x[1, :10] = np.nan  # months before a repository existed
+    x[2, 3, 2] = -3.0
+    mean, std = fit_scale(x)
+    z = apply_scale(x, mean, std)
+    back = inverse_scale(z, mean, std)
+    np.testing.assert_allclose(back, x, rtol=1e-12, atol=1e-9)
+    assert np.isnan(back[1, :10]).all()
+    present = z[~np.isnan(z)]
+    assert np.isfinite(present).all()
+
+
+def test_window_targets_invert_to_the_true_values(panel: Panel) -> None:
+    targets = panel.target_indices(TARGETS)
+    pairs = window_index(panel, [20, 25], min_history=6, horizon=HORIZON)
+    windows = build_windows(panel, pairs, lookback=12, horizon=HORIZON, targets=targets)
+    assert windows.x.shape == (len(pairs), 12, len(panel.features) + 3)
+    assert windows.y.shape == windows.y_mask.shape == (len(pairs), HORIZON, len(targets))
+    raw = inverse_scale(
+        windows.y.astype(np.float64), windows.mean[:, targets], windows.std[:, targets]
+    )
+    for i, (r, c) in enumerate(pairs):
+        truth = panel.values[r, c + 1 : c + 1 + HORIZON][:, targets]
+        known = windows.y_mask[i] == 1
+        np.testing.assert_allclose(raw[i][known], truth[known], rtol=1e-4)
+        assert np.array_equal(known, ~np.isnan(truth))  # missing files are masked
