@@ -256,3 +256,23 @@ def test_lag_leaves_the_newest_rows_for_the_next_run(
     assert (last["viewer_id"], last["interaction_id"]) == ("5", SMALL + 1)
     with pytest.raises(TowerkitError, match="--lag -1: expected seconds >= 0"):
         export_store(engine, out, schema=schema, lag_s=-1)
+
+
+def test_an_empty_store_exports_empty_frames_with_the_contract_types(tmp_path: Path) -> None:
+    from towerkit.rec.store.engine import create_store_engine
+
+    engine = create_store_engine(str(tmp_path / "empty.db"))
+    DefaultTables().metadata.create_all(engine)
+    result = export_store(engine, tmp_path / "out")
+    assert (result.new_rows, result.new_parts, result.users, result.items) == (0, [], 0, 0)
+    data = read_export(tmp_path / "out")
+    assert data.interactions.height == 0
+    assert dict(data.interactions.schema) == {
+        "interaction_id": pl.Int64, "viewer_id": pl.String, "target_id": pl.String,
+        "action": pl.String, "created_at": pl.Datetime("us", "UTC"),
+    }  # fmt: skip
+    assert dict(data.items.schema) == {
+        "item_id": pl.String, "title": pl.String, "year": pl.Float64,
+        "genres": pl.List(pl.String),
+    }  # fmt: skip
+    assert data.users.height == 0 and data.users.columns[0] == "user_id"
