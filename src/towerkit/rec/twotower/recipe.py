@@ -9,11 +9,14 @@ evaluate: a model reference -> the data and split its run used -> the same table
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+import torch
 
 from towerkit.core.config import load_config
 from towerkit.core.errors import TowerkitError
@@ -22,6 +25,7 @@ from towerkit.core.model import create_model
 from towerkit.core.paths import repo_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
 from towerkit.core.run import finish_run, start_run
+from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
 from towerkit.rec.twotower.baselines import fit_baselines
 from towerkit.rec.twotower.config import REGISTRY_NAME, TwoTowerRecipe
 from towerkit.rec.twotower.data import InteractionData
@@ -36,6 +40,7 @@ from towerkit.rec.twotower.training import TwoTowerLoss
 Promote = Literal["auto", "always", "never"]
 PRODUCTION = "production"
 TWO_TOWER = "two_tower"
+SPLIT_FILE = "split.json"
 
 
 @dataclass
@@ -85,6 +90,7 @@ def build_prepared(config: TwoTowerRecipe, data: InteractionData) -> PreparedDat
 
 def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel:
     artifacts = prepared.artifacts
+    torch.manual_seed(config.trainer.seed)  # the initial weights follow the config's seed
     model = create_model(
         config.arch,
         query=tower_spec(artifacts.query),
@@ -150,6 +156,7 @@ def train(
     run_dir = resume or start_run("rec", config.recipe, config, root=runs_root)
     data = data if data is not None else load_data(config.data, run_dir)
     prepared = build_prepared(config, data)
+    save_split(run_dir, prepared)
     model = build_model(config, prepared)
     artifacts = prepared.artifacts
 
@@ -239,3 +246,41 @@ def _maybe_promote(
                 return False
     registry.set_alias(version.name, PRODUCTION, version.version)
     return True
+
+
+def save_split(run_dir: Path, prepared: PreparedData) -> None:
+    """The cutoffs this run used, so ``evaluate`` splits the same data the same way."""
+    split = prepared.split
+    write_json_atomic(
+        run_dir / SPLIT_FILE,
+        {"val_start": split.val_start.isoformat(), "test_start": split.test_start.isoformat()},
+    )
+
+
+def evaluate(
+    ref: str, overrides: Sequence[str] = (), registry: ModelRegistry | None = None
+) -> tuple[TwoTowerBundle, dict[str, dict[str, float]], str]:
+    """The test table (two-tower + baselines) of a saved model on its run's data and cutoffs."""
+    bundle = load_bundle(ref, registry)
+    run_dir = bundle.run_dir
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        raise TowerkitError(f"{ref}: no run directory with config.yaml; cannot find its data")
+    cutoffs = []
+    if (run_dir / SPLIT_FILE).is_file():
+        saved = json.loads((run_dir / SPLIT_FILE).read_text())
+        cutoffs = [f"split.{key}='{saved[key]}'" for key in ("val_start", "test_start")]
+    config = load_config(TwoTowerRecipe, run_dir / "config.yaml", [*cutoffs, *overrides])
+    prepared = build_prepared(config, load_data(config.data, run_dir))
+    # featurise with the model's own fitted vocabularies and statistics, not a refit
+    art, encoder = bundle.features, CachedSentenceEncoder(config.features.text_encoder)
+    prepared.artifacts = replace(
+        prepared.artifacts,
+        query=art.query,
+        candidate=art.candidate,
+        query_tables=art.query.transform(prepared.data.users, encoder if art.query.text else None),
+        candidate_tables=art.candidate.transform(
+            prepared.data.items, encoder if art.candidate.text else None
+        ),
+    )
+    table = evaluate_all(config, bundle.model, prepared, "test")
+    return bundle, table, prepared.describe()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,19 @@ def movielens_data(limit: int | None = None) -> InteractionData:
     """MovieLens-100K as the default store holds it (likes >= 4, passes <= 2, zip prefix)."""
     from towerkit.rec.assets import fetch
     from towerkit.rec.store.movielens import load_movielens_100k
+
+    folder = Path(fetch("movielens-100k"))
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return movielens_frames(load_movielens_100k(folder), limit, files)
+
+
+def movielens_frames(
+    movielens: Any, limit: int | None = None, files: Sequence[Path] = ()
+) -> InteractionData:
+    """``InteractionData`` from a ``towerkit.rec.store.movielens.MovieLens`` (same rules as seed-db)."""
     from towerkit.rec.store.schema import ITEM_FEATURES, USER_FEATURES
     from towerkit.rec.store.seed import interaction_frame
 
-    folder = Path(fetch("movielens-100k"))
-    movielens = load_movielens_100k(folder)
-    interactions = interaction_frame(movielens, limit)
     users = movielens.users.select(
         pl.col("user_id").alias(USER_ID),
         "age",
@@ -78,13 +86,12 @@ def movielens_data(limit: int | None = None) -> InteractionData:
         "occupation",
         pl.col("zip_code").str.slice(0, 1).alias("zip_prefix"),
     )
-    items = movielens.items.rename({"item_id": ITEM_ID})
     return InteractionData(
-        interactions=interactions,
+        interactions=interaction_frame(movielens, limit),
         users=users,
-        items=items,
+        items=movielens.items.rename({"item_id": ITEM_ID}),
         user_kinds=dict(USER_FEATURES),
         item_kinds=dict(ITEM_FEATURES),
         description="MovieLens-100K (ratings >= 4 like, <= 2 pass)",
-        files=sorted(p for p in folder.iterdir() if p.is_file()),
+        files=list(files),
     )

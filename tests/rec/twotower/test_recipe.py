@@ -1,0 +1,147 @@
+"""The recipe and CLI on a tiny synthetic store: train, evaluate, resume, the bundle API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from towerkit.cli import main
+from towerkit.core.errors import TowerkitError
+from towerkit.core.registry import ModelRegistry
+from towerkit.rec.twotower.api import load_bundle
+from towerkit.rec.twotower.data import InteractionData
+from towerkit.rec.twotower.model import TwoTowerModel
+from towerkit.rec.twotower.recipe import train
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted((root / "rec" / "two-tower-quick").iterdir())
+
+
+def test_cli_train_then_evaluate_on_a_store(
+    synthetic_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: list[str]
+) -> None:
+    assert main(["rec", "train", "--db", synthetic_store, *fast]) == 0
+    out = capsys.readouterr().out
+    assert "registered: rec-two-tower/1 (now production)" in out
+    for name in ("two_tower", "popularity", "als", "bpr"):
+        assert name in out
+    run = _run_dirs(tmp_path / "runs")[-1]
+    assert (run / "data" / "manifest.json").is_file()  # the store was exported into the run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_two_tower_recall@10"] <= 1.0
+    assert "test_als_auc" in metrics and "test_ratio_recall@10_vs_popularity" in metrics
+    assert (run / "plots" / "recall_at_k.png").stat().st_size > 1000
+    assert {p.name for p in (run / "model").iterdir()} >= {
+        "model.safetensors", "config.json", "features.json", "tables.safetensors"
+    }  # fmt: skip
+
+    assert main(["rec", "evaluate", "rec-two-tower@production"]) == 0
+    evaluated = capsys.readouterr().out
+    assert "rec-two-tower/1" in evaluated
+    # evaluate reproduces the numbers train reported on the same split
+    table = json.loads((run / "evaluation.json").read_text())["test"]
+    assert f"{table['two_tower']['recall@10']:.4f}" in evaluated
+
+
+def test_cli_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fast: list[str]
+) -> None:
+    assert main(["rec", "train", "--data", str(tmp_path / "nowhere"), *fast]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["rec", "train", *fast]) == 2
+    assert "no data given" in capsys.readouterr().err
+    assert main(["rec", "train", "--db", "sqlite:///x.db", "loss.temperature=0", *fast]) == 2
+    assert "temperature" in capsys.readouterr().err
+    assert main(["rec", "evaluate", "rec-two-tower"]) == 2
+    assert "rec-two-tower" in capsys.readouterr().err
+
+
+def test_resume_gives_identical_weights(
+    synthetic_data: InteractionData, tmp_path: Path, fast: list[str]
+) -> None:
+    settings = [
+        *fast,
+        "trainer.stages=[{epochs: 3, lr: 0.01}]",
+        "trainer.early_stopping_metric=null",
+    ]
+    full = train(None, settings, data=synthetic_data, runs_root=tmp_path / "a", promote="never")
+    # the same run stopped after its first epoch, then resumed from that checkpoint
+    partial_settings = [*settings, "trainer.checkpoint_every_steps=1", "trainer.keep_last=100"]
+    partial = train(
+        None, partial_settings, data=synthetic_data, runs_root=tmp_path / "b", promote="never"
+    )
+    run = partial.run_dir
+    # drop every checkpoint after the middle of the first epoch, as if killed there
+    cut = int(full.metrics["train_steps"]) // 6
+    later = [p for p in (run / "checkpoints").glob("step-*") if int(p.name.split("-")[1]) > cut]
+    assert len(later) >= 4
+    for path in later:
+        shutil.rmtree(path)
+    assert sorted((run / "checkpoints").glob("step-*"))[-1].name == f"step-{cut:08d}"
+    resumed = train(resume=run, data=synthetic_data, promote="never")
+    a = load_file(str(full.run_dir / "model" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed.metrics["test_two_tower_recall@10"] == full.metrics["test_two_tower_recall@10"]
+
+
+def test_bundle_api(synthetic_data: InteractionData, tmp_path: Path, fast: list[str]) -> None:
+    outcome = train(None, fast, data=synthetic_data, runs_root=tmp_path / "runs")
+    bundle = load_bundle("rec-two-tower")
+    assert bundle.version is not None and bundle.version.version == 1
+    assert bundle.run_dir == outcome.run_dir
+    ids = bundle.candidate_ids()
+    items = bundle.candidate_embeddings()
+    assert items.shape == (30, 16) and items.dtype == np.float32 and len(ids) == 30
+    assert np.allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-5)
+    queries = bundle.query_embeddings(["1", "2", "no-such-user"])
+    assert queries.shape == (3, 16) and np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    # the same embeddings as the model on its training tables, and as a reload from the run dir
+    again = load_bundle(str(outcome.run_dir))
+    # (equal up to float rounding: a batch of 1 and a batch of 3 sum in other orders)
+    assert np.allclose(again.query_embeddings(["1"]), queries[:1], atol=1e-6)
+    assert np.array_equal(again.candidate_embeddings(), items)
+    # an unknown id is its hashed OOV row with no features: the same as describing it so
+    described = bundle.query_embedding_from_features({"user_id": "no-such-user"})
+    assert np.allclose(described, queries[2], atol=1e-6)
+    by_features = bundle.query_embedding_from_features(
+        {"gender": "F", "occupation": "job1", "age": 30}
+    )
+    assert by_features.shape == (16,)
+    with pytest.raises(TowerkitError, match="unknown key 'shoe_size'"):
+        bundle.query_embedding_from_features({"shoe_size": 44})
+    split = outcome.run_dir / "evaluation.json"
+    assert split.is_file()
+    seen = bundle.seen_items("1")
+    assert seen and seen <= set(ids) and bundle.seen_items("no-such-user") == set()
+    module, example, names = bundle.query_tower_for_export()
+    assert names[0] == "id_index" and len(example) == len(names)
+    expected = bundle.query_embeddings(
+        [bundle.features.query_keys[0], bundle.features.query_keys[1]]
+    )
+    with torch.no_grad():
+        assert np.allclose(module(*example).numpy(), expected, atol=1e-6)
+
+
+def test_saved_model_keeps_its_features(
+    synthetic_data: InteractionData, tmp_path: Path, fast: list[str]
+) -> None:
+    outcome = train(None, fast, data=synthetic_data, runs_root=tmp_path / "runs", promote="never")
+    loaded = TwoTowerModel.from_pretrained(outcome.run_dir / "model")
+    assert loaded.artifacts is not None and outcome.model.artifacts is not None
+    assert loaded.artifacts.query.to_dict() == outcome.model.artifacts.query.to_dict()
+    for name in ("ids", "cat", "multi", "num", "text"):
+        assert torch.equal(
+            getattr(loaded.artifacts.candidate_tables, name),
+            getattr(outcome.model.artifacts.candidate_tables, name),
+        )
+    assert ModelRegistry().get("rec-two-tower", 1).metrics["test_two_tower_recall@10"] >= 0
