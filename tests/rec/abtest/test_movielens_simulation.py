@@ -65,10 +65,13 @@ def test_simulate_detects_the_trained_model_and_not_a_copy(
     same = [*base, "--a", good, "--b", good, "--experiment", "a-equals-b"]
     assert main([*same, "--out", str(tmp_path / "aa")]) == 0
     aa = _report(tmp_path / "aa")
+    # the primary metric at the 5% level; the four secondary tests at 1%, so that this one fixed
+    # A/A split has a small family-wise chance of a false alarm whatever the trained weights
     assert aa["conversion"]["proportion"]["p_value"] > 0.05
+    assert aa["conversion"]["cuped"]["adjusted"]["p_value"] > 0.05
     for metric in ("hits", "ndcg"):
-        assert aa[metric]["welch"]["p_value"] > 0.05
-        assert aa[metric]["cuped"]["adjusted"]["p_value"] > 0.05
+        assert aa[metric]["welch"]["p_value"] > 0.01
+        assert aa[metric]["cuped"]["adjusted"]["p_value"] > 0.01
 
     # the logged events analyse to the same numbers later
     capsys.readouterr()
