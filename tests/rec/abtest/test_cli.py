@@ -79,3 +79,16 @@ def test_analyse_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["rec", "abtest", "analyse", "--db", str(missing), "--experiment", "x"]) == 2
     assert "no SQLite store" in capsys.readouterr().err
     assert not missing.exists()  # nothing created on the way to the error
+
+
+def test_assign_with_a_logged_experiment_uses_its_salt_and_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "store.db"
+    experiment = _logged_store(db)
+    for user in ("1", "2", "3", "abc"):
+        args = ["rec", "abtest", "assign", user, "--db", str(db), "--experiment", "checkout-v2"]
+        assert main(args) == 0
+        assert capsys.readouterr().out.startswith(f"{experiment.assigner.assign(user)}  ")
+    assert main(["rec", "abtest", "assign", "1", "--db", str(db)]) == 2
+    assert "give both" in capsys.readouterr().err
