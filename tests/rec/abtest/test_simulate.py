@@ -231,3 +231,39 @@ def test_training_cutoff_reads_the_runs_split(tmp_path: Path) -> None:
     (tmp_path / "split.json").write_text("{}")
     with pytest.raises(TowerkitError, match="val_start"):
         training_cutoff(tmp_path, "m")
+
+
+def test_read_heldout_through_the_dating_app_mapping(tmp_path: Path) -> None:
+    from towerkit.core.paths import repo_root
+
+    engine = create_store_engine(str(tmp_path / "app.db"))
+    metadata = sa.MetaData()
+    profiles = sa.Table("profiles", metadata, sa.Column("id", sa.String, primary_key=True),
+                        *(sa.Column(c, sa.Text) for c in ("gender", "looking_for", "city", "bio",
+                                                          "interests")),
+                        sa.Column("age", sa.Integer))  # fmt: skip
+    swipes = sa.Table("swipes", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                      sa.Column("swiper_id", sa.String), sa.Column("swipee_id", sa.String),
+                      sa.Column("direction", sa.String),
+                      sa.Column("created_at", sa.DateTime(timezone=True)))  # fmt: skip
+    metadata.create_all(engine)
+
+    def day(d: int) -> datetime:
+        return datetime(2026, 1, d, tzinfo=UTC)
+
+    with engine.begin() as conn:
+        conn.execute(profiles.insert(), [{"id": p} for p in ("ann", "bob", "cy", "dee")])
+        conn.execute(swipes.insert(), [
+            {"swiper_id": "ann", "swipee_id": "bob", "direction": "left", "created_at": day(1)},
+            {"swiper_id": "ann", "swipee_id": "cy", "direction": "right", "created_at": day(2)},
+            {"swiper_id": "ann", "swipee_id": "dee", "direction": "right", "created_at": day(9)},
+            {"swiper_id": "bob", "swipee_id": "cy", "direction": "match", "created_at": day(10)},
+            {"swiper_id": "cy", "swipee_id": "ann", "direction": "left", "created_at": day(11)},
+            {"swiper_id": "dee", "swipee_id": "ann", "direction": "super", "created_at": day(12)},
+        ])  # fmt: skip
+    mapping, source = load_mapping(repo_root() / "configs" / "rec" / "schema-dating.yaml")
+    heldout = read_heldout(engine, bind_mapping(engine, mapping, source), day(5))
+    assert heldout.likes == {"ann": {"dee"}, "bob": {"cy"}}  # right and match are likes
+    assert heldout.seen == {"ann": {"bob", "cy"}}  # a left swipe is seen too
+    assert heldout.pre_activity == {"ann": 2}
+    engine.dispose()
