@@ -23,6 +23,7 @@ def _add_subapps() -> None:
     from towerkit.commands.registry import app as registry_app
     from towerkit.forecast.cli import app as forecast_app
     from towerkit.rec.cli import app as rec_app
+    from towerkit.repotune.cli import app as repotune_app
     from towerkit.zoo.cli import app as zoo_app
 
     app.add_typer(registry_app, name="registry", help="Registered models, versions and aliases.")
@@ -31,6 +32,11 @@ def _add_subapps() -> None:
     app.add_typer(rec_app, name="rec", help="Two-tower retrieval from an interaction store.")
     app.add_typer(
         forecast_app, name="forecast", help="Dual-tower forecasts of OpenDigger project metrics."
+    )
+    app.add_typer(
+        repotune_app,
+        name="repotune",
+        help="Repository -> QA data -> LoRA fine-tune -> merged model -> evaluation.",
     )
     app.command("demo", help="Tour every domain's quick recipe; writes runs/demo/report.html.")(
         demo

@@ -1,0 +1,137 @@
+"""Loading a base model and tokenizer: asset names, HF folders and GGUF files, pad != EOS.
+
+A GGUF base is de-quantised once and cached as safetensors under
+TOWERKIT_HOME/repotune/base/<sha>: converting its tokenizer and tensors takes a minute on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from towerkit.core.errors import TowerkitError
+from towerkit.core.io import atomic_dir
+from towerkit.core.paths import towerkit_home
+
+# candidates for a pad token that is not EOS, in order (SmolLM2/Llama, Qwen, Llama 3)
+_PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<unk>")
+
+
+def resolve_base(name: str, gguf_file: str | None = None) -> tuple[Path, str | None]:
+    """An asset name or a folder -> (folder, GGUF file inside it or None)."""
+    folder = Path(name).expanduser()
+    if not folder.is_dir() and name.count("/") == 1 and not name.startswith((".", "/")):
+        folder = _hub_snapshot(name)  # a hub id such as Qwen/Qwen3-8B
+    if not folder.is_dir():
+        from towerkit.core.assets import get_asset
+        from towerkit.repotune.assets import fetch
+
+        try:
+            get_asset(name)
+        except TowerkitError:
+            raise TowerkitError(
+                f"finetune.base_model {name!r}: not a folder and not an asset name"
+            ) from None
+        folder = fetch(name)
+    if gguf_file is None and not (folder / "config.json").is_file():
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not ggufs:
+            raise TowerkitError(f"base model {folder}: no config.json and no .gguf file")
+        gguf_file = ggufs[0].name
+    return folder, gguf_file
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.jinja"]
+            )
+        )
+    except Exception as exc:  # offline, unknown id, no access: one line either way
+        raise TowerkitError(
+            f"finetune.base_model {repo_id!r}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def dequantised_copy(folder: Path, gguf_file: str) -> Path:
+    """Convert a GGUF checkpoint to a float32 safetensors folder once; return that folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = folder / gguf_file
+    stat = source.stat()
+    key = hashlib.sha256(
+        f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:16]
+    target = towerkit_home() / "repotune" / "base" / f"{source.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    # transformers marks GGUF-loaded models as "quantised" and refuses to save them, although the
+    # tensors are float32 by now: copy them into a plain model of the same config
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def base_folder(name: str, gguf_file: str | None = None) -> Path:
+    """The HF folder to load the base from (GGUF bases de-quantised and cached)."""
+    folder, gguf = resolve_base(name, gguf_file)
+    return dequantised_copy(folder, gguf) if gguf else folder
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The model's tokenizer with a pad token distinct from EOS (padding right for training)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.chat_template is None:
+        raise TowerkitError(f"base model {folder}: its tokenizer has no chat template")
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        vocab = tokenizer.get_vocab()
+        pad = next(
+            (t for t in _PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id), None
+        )
+        if pad is None:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+        else:
+            tokenizer.pad_token = pad
+    return tokenizer
+
+
+def load_model(folder: Path, dtype: str = "float32") -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+
+
+def is_quantised(model: Any) -> str | None:
+    """Why a model counts as quantised (bitsandbytes 4/8-bit, GGUF still packed), or None."""
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        return "loaded in 4/8-bit (bitsandbytes)"
+    config = getattr(model, "config", None)
+    quant = getattr(config, "quantization_config", None)
+    if quant is not None:
+        method = (
+            quant.get("quant_method")
+            if isinstance(quant, dict)
+            else getattr(quant, "quant_method", "?")
+        )
+        return f"quantization_config ({method})"
+    for param in model.parameters():
+        if not param.dtype.is_floating_point:
+            return f"a {param.dtype} weight tensor"
+    return None
