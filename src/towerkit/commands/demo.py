@@ -17,7 +17,9 @@ from towerkit.core.report import DemoSection, write_html_report
 # domain -> "module:function" returning list[DemoSection]; each domain adds its quick recipe here.
 DOMAIN_DEMOS: dict[str, str] = {
     "zoo": "towerkit.zoo.demo:run_demo",
+    "repotune": "towerkit.repotune.demo:run_demo",
     "forecast": "towerkit.forecast.demo:run_demo",
+    "rec": "towerkit.rec.demo:run_demo",
 }
 
 
