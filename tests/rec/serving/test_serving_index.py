@@ -64,7 +64,7 @@ def test_approximate_reaches_target_on_held_out_queries(
         assert report.params["nlist"] == ivf_nlist(len(items)) == 77
         assert 1 <= report.params["nprobe"] <= report.params["nlist"]
     else:
-        assert report.params["ef_search"] >= 10 and report.params["m"] == 32
+        assert report.params["ef_search"] >= 10 and report.params["m"] == 16
 
 
 def test_stricter_target_needs_a_wider_search(data: tuple[np.ndarray, np.ndarray]) -> None:

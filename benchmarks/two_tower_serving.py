@@ -1,0 +1,438 @@
+"""Rec two-tower serving benchmark: FAISS exact / IVF / HNSW top-10 over 100k and 1M candidates,
+and HTTP throughput of ``towerkit rec serve`` under 32 concurrent loopback clients.
+
+    .venv/bin/python benchmarks/two_tower_serving.py [--model rec-two-tower@production]
+        [--sizes 100000,1000000] [--http-seconds 20] [--no-http]
+
+Candidates are synthetic at the size asked for, with the model's output size d. With a trained
+model (``--model``, resolved in the registry of TOWERKIT_HOME) they follow its embeddings to the
+second order: candidates ~ N(mean, cov) of its real candidate embeddings, queries ~ N(mean, cov)
+of its real user embeddings, then L2-normalised. Without one: a 16-dimensional mixture of 1,000
+Gaussians mapped linearly to d = ``--dim`` (trained embeddings have a low intrinsic dimension;
+isotropic noise would be every ANN index's worst case).
+
+For each size: IVF (nlist ~ sqrt(n)) and HNSW (M 16, efConstruction 40) pick nprobe / efSearch as
+the smallest reaching recall@10 >= 0.95 against exact on 500 tuning queries; recall is reported
+on 500 held-out queries and again on the 500 timing queries; latency is one query at a time on
+one FAISS thread (p50/p99 over the timing queries after 20 warm-up calls); build uses
+``--build-threads``. HTTP: ``towerkit rec serve`` in its own process (one uvicorn worker, one torch
+/ FAISS thread per request), load from this process: 32 httpx clients posting /recommend for
+random known users, k=10, seen items excluded; client and server share the machine's cores.
+Results: ``runs/bench/two_tower_serving.json`` and the "## Rec two-tower: serving" section of
+BENCHMARKS.md. ``benchmarks/two_tower.py --part serving`` calls ``main`` here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import resource
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+RESULTS = ROOT / "runs" / "bench" / "two_tower_serving.json"
+SECTION = "## Rec two-tower: serving"
+KINDS = ("exact", "ivf", "hnsw")
+K = 10
+TARGET = 0.95
+N_TUNE = 1000  # half tunes nprobe / efSearch, half is the held-out check
+N_TIME = 500
+WARMUP = 20
+
+
+# --- synthetic catalogues ---------------------------------------------------------------------
+
+
+def gaussian_like(reference: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows from N(mean, cov) of ``reference`` (float32, in chunks to bound memory)."""
+    mean = reference.mean(axis=0)
+    cov = np.cov(reference, rowvar=False) + 1e-6 * np.eye(reference.shape[1])
+    factor = np.linalg.cholesky(cov)
+    out = np.empty((n, reference.shape[1]), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        out[start:stop] = rng.standard_normal((stop - start, len(mean))) @ factor.T + mean
+    return out
+
+
+def mixture(
+    n: int, dim: int, rng: np.random.Generator, centers: np.ndarray, proj: np.ndarray
+) -> np.ndarray:
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        z = centers[rng.integers(len(centers), size=stop - start)]
+        z = z + 0.8 * rng.standard_normal(z.shape)
+        out[start:stop] = z @ proj + 0.1 * rng.standard_normal((stop - start, dim))
+    return out
+
+
+def catalogue(
+    n: int, dim: int, seed: int, fit: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n candidates, N_TUNE + N_TIME queries)."""
+    rng = np.random.default_rng(seed)
+    m = N_TUNE + N_TIME
+    if fit is not None:
+        candidates, users = fit
+        return gaussian_like(candidates, n, rng), gaussian_like(users, m, rng)
+    centers = rng.standard_normal((1000, 16))
+    proj = rng.standard_normal((16, dim)) / 4.0
+    return mixture(n, dim, rng, centers, proj), mixture(m, dim, rng, centers, proj)
+
+
+# --- index latency ----------------------------------------------------------------------------
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_queries(index: Any, queries: np.ndarray) -> dict[str, float]:
+    """Wall and this thread's CPU milliseconds per single-query search (on a loaded machine the
+    wall p99 measures the scheduler; the CPU time measures the search)."""
+    for q in queries[:WARMUP]:
+        index.search_rows(q[None, :], K)
+    wall, cpu = np.empty(len(queries)), np.empty(len(queries))
+    for i, q in enumerate(queries):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        index.search_rows(q[None, :], K)
+        wall[i] = (time.perf_counter() - start) * 1000
+        cpu[i] = (time.thread_time() - start_cpu) * 1000
+    return {
+        "p50_ms": float(np.percentile(wall, 50)),
+        "p99_ms": float(np.percentile(wall, 99)),
+        "cpu_p50_ms": float(np.percentile(cpu, 50)),
+        "cpu_p99_ms": float(np.percentile(cpu, 99)),
+    }
+
+
+def bench_size(
+    n: int, dim: int, seed: int, fit: tuple[np.ndarray, np.ndarray] | None, build_threads: int
+) -> dict[str, Any]:
+    from towerkit.rec.serving.index import CandidateIndex, recall_at_k
+
+    items, queries = catalogue(n, dim, seed, fit)
+    tune, timing = queries[:N_TUNE], queries[N_TUNE:]
+    rows: list[dict[str, Any]] = []
+    truth = None
+    for kind in KINDS:
+        faiss.omp_set_num_threads(build_threads)
+        start = time.perf_counter()
+        index = CandidateIndex.build(items, kind=kind, k=K, target_recall=TARGET, queries=tune)
+        total_build = time.perf_counter() - start
+        faiss.omp_set_num_threads(1)
+        _, found = index.search_rows(timing, K)
+        if truth is None:
+            truth = found  # exact comes first
+        report = index.report
+        rows.append(
+            {
+                "kind": kind,
+                "params": report.params,
+                "build_s": report.build_s,
+                "tune_s": report.tune_s,
+                "total_build_s": total_build,
+                "recall_tune": report.tune_recall,
+                "recall_heldout": report.recall,
+                "recall_timing": recall_at_k(found, truth),
+                **time_queries(index, timing),
+            }
+        )
+        print(f"  n={n:,} {kind}: {rows[-1]}", flush=True)
+        del index
+        gc.collect()
+    exact = rows[0]
+    for row in rows:
+        row["p50_vs_exact"] = row["p50_ms"] / exact["p50_ms"]
+        row["p99_vs_exact"] = row["p99_ms"] / exact["p99_ms"]
+        row["cpu_p50_vs_exact"] = row["cpu_p50_ms"] / exact["cpu_p50_ms"]
+    return {"n": n, "dim": dim, "rows": rows, "peak_rss_mib": peak_rss_mib()}
+
+
+# --- HTTP throughput --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def load(
+    url: str, users: list[str], seconds: float, concurrency: int, seed: int
+) -> dict[str, Any]:
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker(stop_at: float, record: bool) -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                user = users[int(rng.integers(len(users)))]
+                start = time.perf_counter()
+                response = await client.post("/recommend", json={"user_id": user, "k": K})
+                if record:
+                    latencies.append((time.perf_counter() - start) * 1000)
+                    errors += response.status_code != 200 or len(response.json()["items"]) != K
+
+        warm_until = time.perf_counter() + min(3.0, seconds / 4)
+        await asyncio.gather(*(worker(warm_until, False) for _ in range(concurrency)))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    array = np.array(latencies)
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": wall,
+        "requests_per_s": len(latencies) / wall,
+        "p50_ms": float(np.percentile(array, 50)),
+        "p99_ms": float(np.percentile(array, 99)),
+    }
+
+
+def bench_http(model: str, kind: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    from towerkit.rec.twotower.api import load_bundle
+
+    users = load_bundle(model).features.query_keys
+    port = free_port()
+    command = [sys.executable, "-m", "towerkit.cli", "rec", "serve", "--model", model]
+    command += ["--port", str(port), "--index", kind, "--no-access-log"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_for(url, server)
+        result = asyncio.run(load(url, users, seconds, concurrency, seed=1))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {
+        "kind": kind,
+        "index": health["index"],
+        "n_candidates": health["n_candidates"],
+        **result,
+    }
+
+
+def wait_for(url: str, server: subprocess.Popen[bytes], limit_s: float = 300) -> dict[str, Any]:
+    import httpx
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            err = server.stderr.read().decode() if server.stderr else ""
+            raise SystemExit(f"rec serve exited with {server.returncode}: {err.strip()[-500:]}")
+        try:
+            return dict(httpx.get(f"{url}/health", timeout=2).json())
+        except httpx.TransportError:
+            time.sleep(0.5)
+    raise SystemExit(f"rec serve did not answer on {url} within {limit_s:.0f} s")
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def machine(build_threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}; "
+        f"faiss {faiss.__version__}, search on 1 thread, build on {build_threads}; "
+        f"1-minute load average at start {os.getloadavg()[0]:.1f} (a shared machine)"
+    )
+
+
+def fmt_params(params: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in params.items()) or "-"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [SECTION, "", f"- machine: {result['machine']}", f"- date: {result['date']}"]
+    lines += [f"- command: `{result['command']}`", f"- embeddings: {result['source']}", ""]
+    lines += [
+        "Top-10 by inner product on L2-normalised vectors; recall@10 against exact on 500 "
+        "tuning / 500 held-out / 500 timing queries; latency is one query per call on one FAISS "
+        "thread, p50 / p99 over the 500 timing queries, as wall time and as the calling thread's "
+        "CPU time (on a shared machine the wall p99 mostly measures the scheduler).",
+        "",
+        "| candidates | index | params | build s (+ tune s) | recall@10 tune / held-out / timing "
+        "| wall p50 / p99 ms | CPU p50 / p99 ms | wall p50, p99 vs exact | CPU p50 vs exact |",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for size in result["sizes"]:
+        for row in size["rows"]:
+            recall = (
+                "1 (exact)"
+                if row["kind"] == "exact"
+                else f"{row['recall_tune']:.3f} / {row['recall_heldout']:.3f} / {row['recall_timing']:.3f}"
+            )
+            lines.append(
+                f"| {size['n']:,} | {row['kind']} | {fmt_params(row['params'])} | "
+                f"{row['build_s']:.1f} (+ {row['tune_s']:.1f}) | {recall} | "
+                f"{row['p50_ms']:.3f} / {row['p99_ms']:.3f} | "
+                f"{row['cpu_p50_ms']:.3f} / {row['cpu_p99_ms']:.3f} | "
+                f"{row['p50_vs_exact']:.3f}, {row['p99_vs_exact']:.3f} | "
+                f"{row['cpu_p50_vs_exact']:.3f} |"
+            )
+    peaks = ", ".join(f"{s['n']:,}: {s['peak_rss_mib']:,.0f} MiB" for s in result["sizes"])
+    lines += ["", f"Peak RSS of the benchmark process after each size: {peaks}."]
+    http = result.get("http")
+    if http:
+        lines += ["", http_markdown(http)]
+    elif result.get("http_note"):
+        lines += ["", f"HTTP: {result['http_note']}"]
+    lines += ["", f"- results: `{RESULTS.relative_to(ROOT)}`"]
+    return "\n".join(lines) + "\n"
+
+
+def http_markdown(http: dict[str, Any]) -> str:
+    rows = http["runs"]
+    exact = next(r for r in rows if r["kind"] == "exact")
+    out = [
+        f"HTTP: `towerkit rec serve --model {http['model']}` ({http['uri']}, "
+        f"{rows[0]['n_candidates']:,} real candidates), {http['concurrency']} concurrent "
+        f"loopback clients for {http['seconds']:.0f} s each after a warm-up, POST /recommend "
+        "{user_id, k: 10} for random known users, seen items excluded:",
+        "",
+        "| index | params | recall@10 held-out | requests | errors | requests/s | p50 ms | p99 ms | requests/s vs exact |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['kind']} | {fmt_params(r['index']['params'])} | {r['index']['recall']:.3f} | "
+            f"{r['requests']:,} | {r['errors']} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['requests_per_s'] / exact['requests_per_s']:.3f} |"
+        )
+    return "\n".join(out)
+
+
+def write_section(text: str) -> None:
+    """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving the rest."""
+    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else "# Benchmarks\n"
+    start = current.find(SECTION + "\n")
+    if start < 0:
+        current = current.rstrip() + "\n\n" + text
+    else:
+        end = current.find("\n## ", start + len(SECTION))
+        current = current[:start] + text + ("" if end < 0 else current[end:])
+    BENCHMARKS_MD.write_text(current.rstrip() + "\n")
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def model_fit(model: str | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None, str]:
+    """The model's (candidate, user) embeddings to imitate, its label, and a description."""
+    if model is None:
+        return None, None, ""
+    from towerkit.core.errors import TowerkitError
+    from towerkit.rec.twotower.api import load_bundle
+
+    try:
+        bundle = load_bundle(model)
+    except TowerkitError as exc:
+        raise SystemExit(f"--model {model}: {exc}") from exc
+    candidates = bundle.candidate_embeddings()
+    users = bundle.query_embeddings(bundle.features.query_keys)
+    text = (
+        f"synthetic, d = {bundle.dim}: candidates ~ N(mean, cov) of {bundle.label}'s "
+        f"{len(candidates):,} candidate embeddings, queries ~ N(mean, cov) of its "
+        f"{len(users):,} user embeddings, L2-normalised"
+    )
+    return (candidates, users), bundle.label, text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--model", default="rec-two-tower@production")
+    parser.add_argument("--no-model", action="store_true", help="default synthetic generator")
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--dim", type=int, default=64, help="d without a model")
+    parser.add_argument("--build-threads", type=int, default=2)
+    parser.add_argument("--http-seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    model = None if args.no_model else args.model
+    started = dt.datetime.now(dt.UTC)
+    info = machine(args.build_threads)
+    fit, label, source = model_fit(model)
+    dim = fit[0].shape[1] if fit is not None else args.dim
+    if fit is None:
+        source = f"synthetic, d = {dim}: a 16-d mixture of 1,000 Gaussians mapped linearly to d"
+    sizes = [int(s) for s in args.sizes.split(",")]
+    result: dict[str, Any] = {
+        "machine": info,
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(
+            ["python", "benchmarks/two_tower_serving.py", *(argv or sys.argv[1:])]
+        ),
+        "source": source,
+        "sizes": [],
+    }
+    for n in sizes:
+        print(f"index benchmark, {n:,} candidates x {dim}", flush=True)
+        result["sizes"].append(bench_size(n, dim, args.seed, fit, args.build_threads))
+    if args.no_http or model is None:
+        result["http_note"] = "not measured in this run (--no-http or no --model)"
+    else:
+        runs = []
+        for kind in KINDS:
+            print(f"HTTP, {args.concurrency} clients, index {kind}", flush=True)
+            runs.append(bench_http(model, kind, args.http_seconds, args.concurrency))
+            print(f"  {runs[-1]}", flush=True)
+        result["http"] = {
+            "model": model,
+            "uri": label,
+            "concurrency": args.concurrency,
+            "seconds": args.http_seconds,
+            "runs": runs,
+        }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    if not args.no_write:
+        write_section(text)
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
