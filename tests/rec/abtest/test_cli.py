@@ -92,3 +92,18 @@ def test_assign_with_a_logged_experiment_uses_its_salt_and_weights(
         assert capsys.readouterr().out.startswith(f"{experiment.assigner.assign(user)}  ")
     assert main(["rec", "abtest", "assign", "1", "--db", str(db)]) == 2
     assert "give both" in capsys.readouterr().err
+
+
+def test_analyse_on_a_store_without_ab_tables_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy as sa
+
+    db = tmp_path / "store.db"
+    engine = create_store_engine(str(db))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (id TEXT PRIMARY KEY)"))
+    assert main(["rec", "abtest", "analyse", "--db", str(db), "--experiment", "x"]) == 2
+    assert "no A/B tables (ab_experiments, ...)" in capsys.readouterr().err
+    assert sa.inspect(engine).get_table_names() == ["users"]
+    engine.dispose()

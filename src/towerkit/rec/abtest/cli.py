@@ -44,7 +44,7 @@ def assign_command(
     if db is not None and experiment is not None:
         from towerkit.rec.abtest.workflow import open_log
 
-        assigner = open_log(db, schema, must_exist=True).experiment(experiment).assigner
+        assigner = open_log(db, schema).experiment(experiment).assigner
     else:
         names = tuple(v.strip() for v in variants.split(","))
         assigner = Assigner(salt, names, tuple(parse_weights(weights, len(names))))

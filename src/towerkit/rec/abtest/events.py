@@ -141,6 +141,13 @@ class EventLog:
     def _begin(self, conn: sa.Connection | None) -> AbstractContextManager[sa.Connection]:
         return nullcontext(conn) if conn is not None else self.engine.begin()
 
+    def exists(self) -> bool:
+        inspector = sa.inspect(self.engine)
+        return all(
+            inspector.has_table(t.name, schema=self.metadata.schema)
+            for t in (self.experiments, self.exposures, self.outcomes)
+        )
+
     def create(self) -> None:
         self.metadata.create_all(self.engine, checkfirst=True)
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from rich.progress import Progress
@@ -23,6 +23,9 @@ from rich.progress import Progress
 from towerkit.core.errors import TowerkitError
 from towerkit.rec.abtest.events import EventLog, Experiment, MetricKind
 from towerkit.rec.abtest.heldout import HeldOut
+
+if TYPE_CHECKING:
+    from towerkit.rec.twotower.api import TwoTowerBundle
 
 SIMULATION_METRICS: dict[str, MetricKind] = {
     "conversion": "binary",
@@ -45,11 +48,7 @@ class Recommender(Protocol):
 class BundleRecommender:
     """Top-K by inner product of a two-tower bundle's query and candidate embeddings."""
 
-    def __init__(self, bundle: object) -> None:
-        from towerkit.rec.twotower.api import TwoTowerBundle
-
-        if not isinstance(bundle, TwoTowerBundle):
-            raise TowerkitError(f"{bundle!r}: expected a TwoTowerBundle")
+    def __init__(self, bundle: TwoTowerBundle) -> None:
         self.bundle = bundle
         self.label = bundle.label
         self.ids = np.array(bundle.candidate_ids(), dtype=object)
@@ -66,13 +65,13 @@ class BundleRecommender:
             masked = items | self.bundle.seen_items(user)
             rows = [self.row[i] for i in masked if i in self.row]
             scores[n, rows] = -np.inf
-        k = min(k, scores.shape[1])
-        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        out = []
-        for n, row in enumerate(best):
-            ordered = row[np.lexsort((row, -scores[n, row]))]  # score desc, then row: deterministic
-            out.append([str(self.ids[i]) for i in ordered if np.isfinite(scores[n, i])])
-        return out
+        # a stable full sort rather than argpartition: ties keep candidate order, so the same
+        # model shows the same list on every run and machine
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [
+            [str(self.ids[i]) for i in row if np.isfinite(scores[n, i])]
+            for n, row in enumerate(best)
+        ]
 
 
 def user_outcomes(shown: Sequence[str], liked: set[str], k: int) -> tuple[float, float, float]:

@@ -25,14 +25,22 @@ class Outputs:
     png_path: Path
 
 
-def open_log(db: str, schema: str | None = None, *, must_exist: bool = False) -> EventLog:
-    """The event tables in the store behind ``db`` (created if absent)."""
-    from towerkit.rec.store.engine import check_connection, create_store_engine
+def open_log(db: str, schema: str | None = None, *, create: bool = False) -> EventLog:
+    """The event tables in the existing store behind ``db``; ``create`` makes them if absent,
+    otherwise their absence is an error (reading commands change nothing)."""
+    from towerkit.rec.store.engine import check_connection, create_store_engine, redact
 
-    engine = create_store_engine(db, must_exist=must_exist)
+    engine = create_store_engine(db, must_exist=True)
     check_connection(engine)
     log = EventLog(engine, schema=schema)
-    log.create()
+    if create:
+        log.create()
+    elif not log.exists():
+        where = f" in schema {schema!r}" if schema else ""
+        raise TowerkitError(
+            f"--db {redact(engine.url)!r}: no A/B tables (ab_experiments, ...){where}; "
+            "`towerkit rec abtest simulate` or your app's logging creates them"
+        )
     return log
 
 
@@ -51,7 +59,7 @@ def _slug(name: str) -> str:
 def analyse_logged(
     db: str, name: str, schema: str | None = None, alpha: float = 0.05
 ) -> ExperimentReport:
-    log = open_log(db, schema, must_exist=True)
+    log = open_log(db, schema)
     experiment = log.experiment(name)
     return analyse(experiment, log.load(experiment), alpha)
 
@@ -98,7 +106,7 @@ def simulate_refs(options: SimulateOptions) -> tuple[ExperimentReport, datetime,
         start = _instant(options.start)
     else:  # the later cutoff: neither model has trained on what is replayed
         start = max(training_cutoff(b.run_dir, b.label) for b in bundles.values())
-    log = open_log(options.db, options.schema, must_exist=True)
+    log = open_log(options.db, options.schema, create=True)
     mapping, source = load_mapping(options.mapping, options.schema)
     heldout = read_heldout(log.engine, bind_mapping(log.engine, mapping, source), start)
     experiment = Experiment(
