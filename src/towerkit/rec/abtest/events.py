@@ -30,6 +30,8 @@ from towerkit.rec.abtest.assign import Assigner
 MetricKind = Literal["binary", "continuous", "covariate"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _KINDS = ("binary", "continuous", "covariate")
+# event tables grow large: BIGINT ids, except in SQLite, which auto-increments INTEGER keys only
+_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _identifier(value: str, what: str) -> str:
@@ -112,7 +114,7 @@ class EventLog:
         self.exposures = sa.Table(
             f"{prefix}exposures",
             self.metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
             sa.Column("experiment", sa.String(200), sa.ForeignKey(fk), nullable=False),
             sa.Column("user_id", sa.String(200), nullable=False),
             sa.Column("variant", sa.String(100), nullable=False),
@@ -123,7 +125,7 @@ class EventLog:
         self.outcomes = sa.Table(
             f"{prefix}outcomes",
             self.metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
             sa.Column("experiment", sa.String(200), sa.ForeignKey(fk), nullable=False),
             sa.Column("user_id", sa.String(200), nullable=False),
             sa.Column("metric", sa.String(100), nullable=False),
