@@ -107,7 +107,7 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"`OMP_NUM_THREADS=2 .venv/bin/python benchmarks/repotune.py` on {results['machine']}, {results['date']}. "
+        f"`OMP_NUM_THREADS=2 .venv/bin/python {results['command']}` on {results['machine']}, {results['date']}. "
         "The machine was shared with other jobs, so wall times are upper bounds.",
         "",
         "| measure | towerkit | design target | ratio |",
@@ -119,7 +119,12 @@ def render(results: dict[str, Any]) -> str:
     ]
     f = results.get("finetune")
     if f is None:
-        return "\n".join([*lines, "", "Fine-tune part not run (`--skip-finetune`)."]) + "\n"
+        skipped = (
+            "Fine-tune part not run (`--skip-finetune`): LoRA tokens/s, wall time, peak memory and "
+            "the base vs fine-tuned goal on click are not measured yet; run the script without "
+            "`--skip-finetune` (add `--steps N` to cap the fine-tune) on an otherwise idle machine."
+        )
+        return "\n".join([*lines, "", skipped]) + "\n"
     m = f["metrics"]
     lines += [
         "",
@@ -174,6 +179,7 @@ def main() -> None:
     parser.add_argument("--skip-finetune", action="store_true")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": _machine(), "date": dt.date.today().isoformat()}
+    results["command"] = " ".join(["benchmarks/repotune.py", *sys.argv[1:]])
     results["analysis"] = bench_analysis_and_generation()
     print(json.dumps(results["analysis"], indent=2))
     if not args.skip_finetune:
