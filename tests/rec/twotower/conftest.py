@@ -32,6 +32,7 @@ FAST = [
     "model.embedding_dim=16",
     "model.freq_buckets=1024",
     "loss.mixed_negatives=8",
+    "baselines.names=[popularity]",
     "baselines.als_iterations=3",
     "baselines.bpr_iterations=5",
     "eval.ks=[5, 10]",

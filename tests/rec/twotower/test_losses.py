@@ -14,6 +14,7 @@ from towerkit.rec.twotower.losses import (
     pointwise_bce_loss,
     sampled_softmax_loss,
 )
+from towerkit.rec.twotower.model import TowerSpec, TwoTowerConfig, TwoTowerModel
 
 
 def _unit(rows: list[list[float]]) -> torch.Tensor:
@@ -110,11 +111,20 @@ def test_log_q_correction_uses_expected_counts() -> None:
     assert torch.allclose(correction, expected)
 
 
-def test_pointwise_bce_on_scaled_cosine() -> None:
+def test_pointwise_bce_on_the_like_logit() -> None:
+    model = TwoTowerModel(
+        TwoTowerConfig(query=TowerSpec(n_ids=3), candidate=TowerSpec(n_ids=3), item_bias=True)
+    )
+    with torch.no_grad():
+        model.bce_scale.fill_(5.0)
+        model.bce_bias.fill_(-1.0)
     query = _unit([[1, 0], [0, 1]])
     cands = _unit([[1, 0], [1, 0]])
+    item_bias = torch.tensor([0.5, -0.5])
+    logits = model.like_logits(query, cands, item_bias)
+    assert logits.tolist() == pytest.approx([5.0 + 0.5 - 1.0, 0.0 - 0.5 - 1.0])
     labels = torch.tensor([1.0, 0.0])
-    got = pointwise_bce_loss(query, cands, labels, torch.tensor(5.0), torch.tensor(-1.0))
-    logits = torch.tensor([5.0 - 1.0, -1.0])
-    expected = -(math.log(torch.sigmoid(logits[0])) + math.log(1 - torch.sigmoid(logits[1]))) / 2
+    got = pointwise_bce_loss(logits, labels)
+    p = torch.sigmoid(logits)
+    expected = -(math.log(p[0]) + math.log(1 - p[1])) / 2
     assert float(got) == pytest.approx(expected, rel=1e-6)

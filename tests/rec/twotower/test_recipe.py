@@ -27,7 +27,8 @@ def _run_dirs(root: Path) -> list[Path]:
 def test_cli_train_then_evaluate_on_a_store(
     synthetic_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: list[str]
 ) -> None:
-    assert main(["rec", "train", "--db", synthetic_store, *fast]) == 0
+    every_baseline = "baselines.names=[popularity, als, bpr]"
+    assert main(["rec", "train", "--db", synthetic_store, *fast, every_baseline]) == 0
     out = capsys.readouterr().out
     assert "registered: rec-two-tower/1 (now production)" in out
     for name in ("two_tower", "popularity", "als", "bpr"):

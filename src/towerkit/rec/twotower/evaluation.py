@@ -1,7 +1,8 @@
 """Held-out metrics for any scorer of (user row, item row): the two-tower model or a baseline.
 
 - ``auc``: ROC-AUC of the scores of the split's (user, item) interactions, like/match (1) vs
-  pass (0): does the model put what a user liked above what the same app saw them pass on.
+  pass (0); the two-tower scores pairs with its like-vs-pass logit (a monotone function of the
+  cosine unless the model has an item bias), baselines with their ranking scores.
 - ``recall@K``, ``ndcg@K``, ``hr@K``: full ranking of ALL catalogue items for every user with a
   held-out like, the items the user interacted with before the split excluded
   (``towerkit.core.metrics.full_ranking_metrics``). ``warm_*`` repeats them for the users that
@@ -18,6 +19,7 @@ import torch
 
 from towerkit.core.metrics import full_ranking_metrics, roc_auc
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
+from towerkit.rec.twotower.features import SideTensors
 from towerkit.rec.twotower.model import TwoTowerModel
 from towerkit.rec.twotower.prepare import EncodedInteractions
 
@@ -48,31 +50,45 @@ class EmbeddingScorer:
         return (u * v).sum(dim=1).numpy()
 
 
+class TwoTowerScorer(EmbeddingScorer):
+    """Ranking by cosine (what retrieval serves); pairs by the like-vs-pass logit."""
+
+    def __init__(
+        self, model: TwoTowerModel, users: torch.Tensor, items: torch.Tensor, bias: torch.Tensor
+    ) -> None:
+        super().__init__(users, items)
+        self.model, self.bias = model, bias
+
+    @torch.no_grad()
+    def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        u = self.users[torch.from_numpy(user_rows)]
+        v = self.items[torch.from_numpy(item_rows)]
+        return self.model.like_logits(u, v, self.bias[torch.from_numpy(item_rows)]).numpy()
+
+
 @torch.no_grad()
 def embed_tables(
     model: TwoTowerModel, artifacts: FeatureArtifacts, batch_size: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of every known user and every catalogue item (eval mode)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embeddings of every known user and every catalogue item, and the items' biases."""
     was_training = model.training
     model.eval()
     try:
-        out = []
-        for tower, tables in (
-            (model.query_tower, artifacts.query_tables),
-            (model.candidate_tower, artifacts.candidate_tables),
-        ):
-            chunks = [
-                tower(*tables.take(torch.arange(s, min(s + batch_size, len(tables)))).inputs())
-                for s in range(0, len(tables), batch_size)
-            ]
-            out.append(torch.cat(chunks))
+        queries, candidates = artifacts.query_tables, artifacts.candidate_tables
+
+        def rows(tables: SideTensors) -> list[SideTensors]:
+            starts = range(0, len(tables), batch_size)
+            return [tables.take(torch.arange(s, min(s + batch_size, len(tables)))) for s in starts]
+
+        users = torch.cat([model.query_tower(*chunk.inputs()) for chunk in rows(queries)])
+        pairs = [model.candidate_tower.forward_with_bias(*c.inputs()) for c in rows(candidates)]
     finally:
         model.train(was_training)
-    return out[0], out[1]
+    return users, torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
-def model_scorer(model: TwoTowerModel, artifacts: FeatureArtifacts) -> EmbeddingScorer:
-    return EmbeddingScorer(*embed_tables(model, artifacts))
+def model_scorer(model: TwoTowerModel, artifacts: FeatureArtifacts) -> TwoTowerScorer:
+    return TwoTowerScorer(model, *embed_tables(model, artifacts))
 
 
 def evaluate_scorer(

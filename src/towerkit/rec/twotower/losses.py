@@ -12,7 +12,7 @@
   sample (batch size x estimated probability for in-batch candidates, M / N for M uniform draws
   from N items). A candidate equal to the row's own positive (the same item twice in the batch,
   or drawn again uniformly) is an accidental hit and is masked out.
-- ``pointwise_bce_loss``: binary cross-entropy of like (1) vs pass (0) on scale * cosine + bias.
+- ``pointwise_bce_loss``: binary cross-entropy of like (1) vs pass (0) on the pair's like logit.
 
 Written by hand because no maintained library implements the logQ estimator or this masking.
 """
@@ -116,9 +116,7 @@ def log_q_correction(
     return torch.cat([in_batch, uniform])
 
 
-def pointwise_bce_loss(
-    query: Tensor, candidates: Tensor, labels: Tensor, scale: Tensor, bias: Tensor
-) -> Tensor:
-    """BCE of labels (1 like, 0 pass) on scale * cos(query_i, candidate_i) + bias."""
-    logits = scale * (query * candidates).sum(dim=-1) + bias
+def pointwise_bce_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """BCE of labels (1 like, 0 pass) on the pairs' like logits (``TwoTowerModel.like_logits``:
+    scale * cosine + item bias + bias)."""
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

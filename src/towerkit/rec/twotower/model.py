@@ -60,6 +60,7 @@ class TwoTowerConfig:
     freq_hashes: int = 2
     freq_alpha: float = 0.05
     bce_scale_init: float = 10.0
+    item_bias: bool = False  # a candidate-tower bias in the like-vs-pass logit (not in retrieval)
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "id_dim", "feature_dim", "text_proj_dim"):
@@ -72,7 +73,7 @@ class TwoTowerConfig:
 class Tower(nn.Module):
     """Inputs (ids (n,), cat (n, c), multi (n, m, L), num (n, k), text (n, t, D)) -> (n, d)."""
 
-    def __init__(self, spec: TowerSpec, config: TwoTowerConfig) -> None:
+    def __init__(self, spec: TowerSpec, config: TwoTowerConfig, with_bias: bool = False) -> None:
         super().__init__()
         self.spec = spec
         self.id_embedding = nn.Embedding(spec.n_ids, config.id_dim) if config.use_ids else None
@@ -98,13 +99,26 @@ class Tower(nn.Module):
         for hidden in config.hidden_dims:
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
             width = hidden
-        layers.append(nn.Linear(width, config.embedding_dim))
-        self.mlp = nn.Sequential(*layers)
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, config.embedding_dim)
+        # candidate side only: a scalar "how likely is a like at all" from the same hidden layer
+        self.bias_head = nn.Linear(width, 1) if with_bias else None
         for module in self.modules():
             if isinstance(module, nn.Embedding | nn.EmbeddingBag):
                 nn.init.normal_(module.weight, std=config.init_std)
 
     def forward(self, ids: Tensor, cat: Tensor, multi: Tensor, num: Tensor, text: Tensor) -> Tensor:
+        return F.normalize(self.head(self.hidden(ids, cat, multi, num, text)), dim=-1)
+
+    def forward_with_bias(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """(L2-normalised embedding, bias (n,)); the bias is 0 without a bias head."""
+        hidden = self.hidden(*inputs)
+        embedding = F.normalize(self.head(hidden), dim=-1)
+        if self.bias_head is None:
+            return embedding, hidden.new_zeros(hidden.shape[0])
+        return embedding, self.bias_head(hidden).squeeze(-1)
+
+    def hidden(self, ids: Tensor, cat: Tensor, multi: Tensor, num: Tensor, text: Tensor) -> Tensor:
         parts: list[Tensor] = []
         if self.id_embedding is not None:
             parts.append(self.id_embedding(ids))
@@ -113,11 +127,14 @@ class Tower(nn.Module):
         if self.spec.n_numeric:
             parts.append(num)
         parts.extend(proj(text[:, j]) for j, proj in enumerate(self.text))
-        return F.normalize(self.mlp(torch.cat(parts, dim=-1)), dim=-1)
+        hidden: Tensor = self.body(torch.cat(parts, dim=-1))
+        return hidden
 
 
 class TwoTowerModel(BaseModel):
-    """``forward(query_inputs, candidate_inputs) -> (query_emb, candidate_emb)``, both L2-normed.
+    """``forward(query_inputs, candidate_inputs) -> (query_emb, candidate_emb, item_bias)``; the
+    embeddings are L2-normalised (retrieval scores are their cosines); the like-vs-pass logit of a
+    pair is ``bce_scale * cosine + item_bias + bce_bias`` (``like_logits``).
 
     ``artifacts`` (fitted featurisation + feature tables) is attached after fitting and saved
     and loaded with the weights.
@@ -129,7 +146,7 @@ class TwoTowerModel(BaseModel):
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__(config)
         self.query_tower = Tower(config.query, config)
-        self.candidate_tower = Tower(config.candidate, config)
+        self.candidate_tower = Tower(config.candidate, config, with_bias=config.item_bias)
         self.bce_scale = nn.Parameter(torch.tensor(float(config.bce_scale_init)))
         self.bce_bias = nn.Parameter(torch.zeros(()))
         self.item_frequency = StreamingFrequency(
@@ -139,8 +156,12 @@ class TwoTowerModel(BaseModel):
 
     def forward(
         self, query: tuple[Tensor, ...], candidate: tuple[Tensor, ...]
-    ) -> tuple[Tensor, Tensor]:
-        return self.query_tower(*query), self.candidate_tower(*candidate)
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return (self.query_tower(*query), *self.candidate_tower.forward_with_bias(*candidate))
+
+    def like_logits(self, query: Tensor, candidates: Tensor, item_bias: Tensor) -> Tensor:
+        """Pointwise like-vs-pass logits of aligned (query_i, candidate_i) embedding pairs."""
+        return self.bce_scale * (query * candidates).sum(dim=-1) + item_bias + self.bce_bias
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Weights + config (BaseModel) and the artifacts, replacing ``directory`` as a whole."""

@@ -51,7 +51,7 @@ class TwoTowerLoss:
         candidate_rows = torch.cat([items, extra])
         query_in = _drop_ids(self.queries.take(users), config.id_dropout)
         candidate_in = _drop_ids(self.candidates.take(candidate_rows), config.id_dropout)
-        query, candidates = model(query_in.inputs(), candidate_in.inputs())
+        query, candidates, item_bias = model(query_in.inputs(), candidate_in.inputs())
         batch_size = users.shape[0]
         total = query.new_zeros(())
         liked = labels > 0
@@ -71,8 +71,7 @@ class TwoTowerLoss:
             )
             total = total + config.softmax_weight * softmax
         if config.bce_weight > 0:
-            bce = pointwise_bce_loss(
-                query, candidates[:batch_size], labels, plain.bce_scale, plain.bce_bias
-            )
+            logits = plain.like_logits(query, candidates[:batch_size], item_bias[:batch_size])
+            bce = pointwise_bce_loss(logits, labels)
             total = total + config.bce_weight * bce
         return total

@@ -1,0 +1,27 @@
+"""The quick recipe on real MovieLens-100K, through the demo path: seed-db -> export -> train ->
+evaluate -> register. Slow: about a minute or two on 2 free cores (MiniLM titles included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from towerkit.core.registry import ModelRegistry
+from towerkit.rec.demo import run_demo
+
+
+@pytest.mark.slow
+def test_quick_recipe_on_movielens(ml100k_home: Path, tmp_path: Path) -> None:
+    sections = run_demo(tmp_path / "demo", overrides=["trainer.progress=false"])
+    assert len(sections) == 1
+    section = sections[0]
+    metrics = section.metrics
+    assert metrics, section.notes
+    # the product bar on held-out future interactions, and better retrieval than popularity
+    assert metrics["test_auc"] > 0.7
+    assert metrics["test_recall@50"] > metrics["test_popularity_recall@50"]
+    assert any(note.startswith("evaluate rec-two-tower/1") for note in section.notes)
+    version = ModelRegistry().resolve("rec-two-tower@production")
+    assert version.metrics["test_two_tower_auc"] == metrics["test_auc"]
+    assert {p.name for p in section.plots} >= {"loss.png", "recall_at_k.png"}
