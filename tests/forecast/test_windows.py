@@ -11,6 +11,7 @@ from towerkit.core.errors import TowerkitError
 from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
 from towerkit.forecast.windows import (
+    Scaling,
     Splits,
     apply_scale,
     build_windows,
@@ -55,29 +56,33 @@ def test_too_short_for_the_cutoffs() -> None:
         make_splits(20, HORIZON, n_val=6, n_test=12, lookback_min=6)
 
 
-def test_scaling_round_trip_is_exact() -> None:
+@pytest.mark.parametrize("scaling", ["log", "naive"])
+def test_scaling_round_trip_is_exact(scaling: Scaling) -> None:
     rng = np.random.default_rng(0)
     x = rng.gamma(0.5, 200.0, size=(5, 24, 4))
     x[0, :, 1] = 7.0  # flat: the std floor keeps it finite
     x[1, :10] = np.nan  # months before a repository existed
     x[2, 3, 2] = -3.0
-    mean, std = fit_scale(x)
-    z = apply_scale(x, mean, std)
-    back = inverse_scale(z, mean, std)
+    x[3] = np.nan  # a metric file that is missing altogether
+    mean, std = fit_scale(x, scaling)
+    z = apply_scale(x, mean, std, scaling)
+    back = inverse_scale(z, mean, std, scaling)
     np.testing.assert_allclose(back, x, rtol=1e-12, atol=1e-9)
-    assert np.isnan(back[1, :10]).all()
+    assert np.isnan(back[1, :10]).all() and np.isnan(back[3]).all()
+    assert np.isfinite(mean).all() and (std > 0).all()
     present = z[~np.isnan(z)]
     assert np.isfinite(present).all()
 
 
-def test_window_targets_invert_to_the_true_values(panel: Panel) -> None:
+@pytest.mark.parametrize("scaling", ["log", "naive"])
+def test_window_targets_invert_to_the_true_values(panel: Panel, scaling: Scaling) -> None:
     targets = panel.target_indices(TARGETS)
     pairs = window_index(panel, [20, 25], min_history=6, horizon=HORIZON)
-    windows = build_windows(panel, pairs, lookback=12, horizon=HORIZON, targets=targets)
+    windows = build_windows(panel, pairs, 12, HORIZON, targets, scaling)
     assert windows.x.shape == (len(pairs), 12, len(panel.features) + 3)
     assert windows.y.shape == windows.y_mask.shape == (len(pairs), HORIZON, len(targets))
     raw = inverse_scale(
-        windows.y.astype(np.float64), windows.mean[:, targets], windows.std[:, targets]
+        windows.y.astype(np.float64), windows.mean[:, targets], windows.std[:, targets], scaling
     )
     for i, (r, c) in enumerate(pairs):
         truth = panel.values[r, c + 1 : c + 1 + HORIZON][:, targets]

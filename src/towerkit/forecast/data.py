@@ -15,7 +15,14 @@ from towerkit.core.errors import TowerkitError
 from towerkit.core.paths import towerkit_home
 from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
 from towerkit.forecast.text import EmbeddingCache, TextMode, window_texts
-from towerkit.forecast.windows import Splits, WindowArrays, build_windows, make_splits, window_index
+from towerkit.forecast.windows import (
+    Scaling,
+    Splits,
+    WindowArrays,
+    build_windows,
+    make_splits,
+    window_index,
+)
 
 
 @dataclass
@@ -30,6 +37,7 @@ class ForecastDataConfig:
     n_val_cutoffs: int = 6
     n_test_cutoffs: int = 12
     train_stride: int = 1  # >1: every k-th training cutoff (quick runs)
+    scaling: Scaling = "log"  # log: log1p + standardise; naive: centre / mean abs change
 
 
 def table_path(config: ForecastDataConfig) -> Path:
@@ -99,7 +107,7 @@ def split_windows(
     panel: Panel, cutoffs: list[int], config: ForecastDataConfig, target_idx: list[int]
 ) -> WindowArrays:
     pairs = window_index(panel, cutoffs, config.min_history, config.horizon)
-    return build_windows(panel, pairs, config.lookback, config.horizon, target_idx)
+    return build_windows(panel, pairs, config.lookback, config.horizon, target_idx, config.scaling)
 
 
 def text_for(
@@ -177,4 +185,4 @@ def to_raw(scaled: np.ndarray, arrays: WindowArrays, target_idx: list[int]) -> n
 
     moved = scaled.transpose(0, 3, 1, 2)  # (N, Q, H, T): months on the time axis
     mean, std = arrays.mean[:, None, target_idx], arrays.std[:, None, target_idx]
-    return inverse_scale(moved, mean, std).transpose(0, 2, 3, 1)
+    return inverse_scale(moved, mean, std, arrays.scaling).transpose(0, 2, 3, 1)

@@ -168,7 +168,8 @@ def forecast_repo(
             f"--repo {repo!r}: fewer than {data.config.min_history} months of history"
         )
     pairs = np.array([[r, p.end]])
-    arrays = build_windows(p, pairs, data.config.lookback, data.config.horizon, data.target_idx)
+    c = data.config
+    arrays = build_windows(p, pairs, c.lookback, c.horizon, data.target_idx, c.scaling)
     window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
     raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx)[0], 0, None)
     months = [p.label(p.end + h + 1) for h in range(raw.shape[0])]

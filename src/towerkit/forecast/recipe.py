@@ -31,6 +31,7 @@ from towerkit.forecast.data import (
     WindowDataset,
     load_data,
     predict_scaled,
+    to_raw,
 )
 from towerkit.forecast.model import DualTowerForecaster, pinball
 
@@ -134,15 +135,22 @@ def _unwrap(model: Any) -> DualTowerForecaster:
 
 
 def _val_metrics(model: DualTowerForecaster, data: ForecastData) -> dict[str, float]:
-    """Pinball loss and p10..p90 coverage on the validation windows (scaled space)."""
-    pred = torch.from_numpy(predict_scaled(model, data.val))
+    """Pinball loss (scaled space) and MASE / p10..p90 coverage (raw values) on the
+    validation windows: what model selection may look at."""
+    from towerkit.forecast.backtest import build_rows, model_forecast, score
+
+    scaled = predict_scaled(model, data.val)
     a = data.val.arrays
-    y, mask = torch.from_numpy(a.y), torch.from_numpy(a.y_mask)
-    inside = ((y >= pred[..., 0]) & (y <= pred[..., -1])).float()
-    return {
-        "pinball": float(pinball(pred, y, mask, model.config.quantiles)),
-        "coverage": float((inside * mask).sum() / mask.sum()),
-    }
+    loss = pinball(
+        torch.from_numpy(scaled),
+        torch.from_numpy(a.y),
+        torch.from_numpy(a.y_mask),
+        model.config.quantiles,
+    )
+    rows = build_rows(data.panel, a.pairs, data.target_idx, data.config.horizon)
+    raw = model_forecast("val", rows, to_raw(scaled, a, data.target_idx), model.config.quantiles)
+    overall = score(rows, raw, data.config.targets)["overall"]
+    return {"pinball": float(loss), "mase": overall["mase"], "coverage": overall["coverage"]}
 
 
 def registry_name(config: ForecastRecipeConfig) -> str:

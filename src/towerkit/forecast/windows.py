@@ -10,14 +10,17 @@ Every repository shares the same cutoffs:
 So no window has a target month after the cutoff of the split that follows it, and model
 selection (validation) never sees a month the test forecasts from its own cutoff onward.
 
-Scaling is per window and per series, from the look-back window only: ``z = (slog(x) - mean)
-/ std`` with ``slog(x) = sign(x) log1p(|x|)``; :func:`inverse_scale` undoes it exactly.
+Scaling is per window and per series, from the look-back window only. ``log``: ``z = (slog(x)
+- mean) / std`` with ``slog(x) = sign(x) log1p(|x|)``; ``naive``: ``z = (x - mean) / s`` with
+``s`` the mean absolute month-to-month change (the scale MASE uses). :func:`inverse_scale`
+undoes either exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -25,6 +28,8 @@ from towerkit.core.errors import TowerkitError
 from towerkit.forecast.dataset import Panel
 
 MIN_STD = 0.05  # in log space: a flat look-back must not blow tiny changes up
+NAIVE_MIN_SCALE = 0.01
+Scaling = Literal["log", "naive"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,10 @@ def sexp(y: np.ndarray) -> np.ndarray:
     return np.sign(y) * np.expm1(np.abs(y))
 
 
-def fit_scale(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-series (mean, std) of slog(history) over its non-NaN months; history is (..., L, F)."""
+def fit_scale(history: np.ndarray, scaling: Scaling = "log") -> tuple[np.ndarray, np.ndarray]:
+    """Per-series (centre, scale) over the non-NaN months of history (..., L, F)."""
+    if scaling == "naive":
+        return _fit_naive(history)
     logged = slog(history)
     present = ~np.isnan(logged)
     count = present.sum(axis=-2)
@@ -100,13 +107,30 @@ def fit_scale(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.maximum(np.sqrt(var), MIN_STD)
 
 
-def apply_scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def _fit_naive(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN series: handled below
+            centre = np.nan_to_num(np.nanmean(history, axis=-2))
+            steps = np.nan_to_num(np.nanmean(np.abs(np.diff(history, axis=-2)), axis=-2))
+    return centre, np.maximum(steps, np.maximum(0.05 * np.abs(centre), NAIVE_MIN_SCALE))
+
+
+def apply_scale(
+    x: np.ndarray, mean: np.ndarray, std: np.ndarray, scaling: Scaling = "log"
+) -> np.ndarray:
     """x (..., T, F) with the (..., F) stats of its series."""
-    return (slog(x) - mean[..., None, :]) / std[..., None, :]
+    base = slog(x) if scaling == "log" else x
+    return (base - mean[..., None, :]) / std[..., None, :]
 
 
-def inverse_scale(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return sexp(z * std[..., None, :] + mean[..., None, :])
+def inverse_scale(
+    z: np.ndarray, mean: np.ndarray, std: np.ndarray, scaling: Scaling = "log"
+) -> np.ndarray:
+    out = z * std[..., None, :] + mean[..., None, :]
+    return sexp(out) if scaling == "log" else out
 
 
 @dataclass
@@ -120,10 +144,16 @@ class WindowArrays:
     y_mask: np.ndarray  # (N, H, T) 1 where the target is known
     mean: np.ndarray  # (N, F)
     std: np.ndarray  # (N, F)
+    scaling: Scaling = "log"
 
 
 def build_windows(
-    panel: Panel, pairs: np.ndarray, lookback: int, horizon: int, targets: Sequence[int]
+    panel: Panel,
+    pairs: np.ndarray,
+    lookback: int,
+    horizon: int,
+    targets: Sequence[int],
+    scaling: Scaling = "log",
 ) -> WindowArrays:
     n, f = len(pairs), len(panel.features)
     history = np.full((n, lookback, f), np.nan)
@@ -134,8 +164,8 @@ def build_windows(
         history[i, lo - start :] = panel.values[r, lo : c + 1]
         ahead = panel.values[r, c + 1 : c + 1 + horizon]  # short at the corpus's end
         future[i, : len(ahead)] = ahead
-    mean, std = fit_scale(history)
-    scaled = apply_scale(history, mean, std)
+    mean, std = fit_scale(history, scaling)
+    scaled = apply_scale(history, mean, std, scaling)
     present = ~np.isnan(scaled)
     months = panel.month0 + pairs[:, 1:2] - np.arange(lookback)[::-1][None, :]
     angle = 2 * np.pi * (months % 12) / 12
@@ -148,9 +178,9 @@ def build_windows(
         ],
         axis=2,
     )
-    ty = apply_scale(future, mean, std)[:, :, list(targets)]
+    ty = apply_scale(future, mean, std, scaling)[:, :, list(targets)]
     known = ~np.isnan(ty)
-    static = np.concatenate([mean, np.log(std)], axis=1)
+    static = np.concatenate([slog(mean), np.log(std)], axis=1)
     return WindowArrays(
         pairs=pairs,
         x=x.astype(np.float32),
@@ -159,4 +189,5 @@ def build_windows(
         y_mask=known.astype(np.float32),
         mean=mean,
         std=std,
+        scaling=scaling,
     )

@@ -1,0 +1,100 @@
+"""``towerkit forecast`` steps: fetch against a local server (fast), bad input (fast), and
+prepare -> train -> evaluate -> predict on the shared OpenDigger corpus (slow)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from towerkit.cli import main
+from towerkit.core.asset_sources import resolve_local_path
+
+CORPUS = resolve_local_path("../shared/data/opendigger")
+
+
+def test_fetch_command_from_a_local_mirror(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = tmp_path / "mirror"
+    (mirror / "github").mkdir(parents=True)
+    (corpus / "acme").rename(mirror / "github" / "acme")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(mirror))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    repos = tmp_path / "repos.txt"
+    repos.write_text("# two of them\nacme/rocket\nacme/widget\n")
+    out = tmp_path / "cache"
+    try:
+        code = main(
+            [
+                "forecast",
+                "fetch",
+                "--repos",
+                str(repos),
+                "--base-url",
+                f"http://127.0.0.1:{httpd.server_address[1]}",
+                "--out",
+                str(out),
+            ]
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "1 malformed" in printed and "widget/change_requests.json" in printed
+    assert json.loads((out / "acme/rocket/stars.json").read_text())
+    report = json.loads((out / "fetch_report.json").read_text())
+    assert "bus_factor" in report["missing"]["acme/rocket"]
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["forecast", "fetch", "--repos", str(tmp_path / "none.txt")]) == 2
+    assert "none.txt: expected a file of owner/name lines" in capsys.readouterr().err
+    assert main(["forecast", "prepare", f"data.corpus={tmp_path / 'absent'}"]) == 2
+    assert "data.corpus" in capsys.readouterr().err
+    assert main(["forecast", "train", "data.lookback=many"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the OpenDigger corpus is not at {CORPUS}")
+def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["forecast", "prepare"]) == 0
+    assert "240 repositories" in capsys.readouterr().out
+    small = [
+        "data.repos_limit=10",
+        "trainer.progress=false",
+        "trainer.stages=[{name: train, epochs: 1, lr: 0.002}]",
+    ]
+    assert main(["forecast", "train", *small]) == 0
+    out = capsys.readouterr().out
+    assert "registered: forecast-dualtower/1" in out
+    evaluate = ["eval.baselines=[Naive]", "eval.ablations=false", "eval.sample_size=0"]
+    assert main(["forecast", "evaluate", "forecast-dualtower", *evaluate]) == 0
+    out = capsys.readouterr().out
+    assert "dual tower" in out and "Naive" in out
+    backtest = next(
+        Path(line.split(": ", 1)[1]) for line in out.splitlines() if line.endswith("backtest.json")
+    )
+    scores = json.loads(backtest.read_text())["scores"]
+    assert set(scores) == {"dual tower", "Naive"}
+    assert (
+        scores["dual tower"]["overall"]["n_series"] == scores["Naive"]["overall"]["n_series"] > 100
+    )
+    assert 0.0 <= scores["dual tower"]["overall"]["coverage"] <= 1.0
+    assert (backtest.parent / "plots" / "mase_stars.png").stat().st_size > 1000
+    assert (
+        main(["forecast", "predict", "forecast-dualtower", "--repo", "AdguardTeam/AdguardFilters"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "2022-10" in out and "2022-12" in out and "openrank" in out
+    png = Path(out.split("plot: ")[1].split()[0])
+    assert png.stat().st_size > 1000
+    assert main(["forecast", "predict", "forecast-dualtower", "--repo", "no/such"]) == 2
