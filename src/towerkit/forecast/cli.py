@@ -130,7 +130,7 @@ def evaluate_command(
     if overrides:
         config = load_config(ForecastRecipeConfig, loaded.run_dir / "config.yaml", overrides)  # type: ignore[operator]
     models = [loaded.model, *(load_forecaster(m).model for m in also)]
-    data = load_data(config.data, config.encoder)
+    data = load_data(config.data, config.encoder, windows=False)
     target = out or (loaded.run_dir or Path(".")) / "backtest"
     result = run_backtest(models, config, data, target)
     table = Table(title=f"backtest of {loaded.label} ({len(result.rows)} rows)")
@@ -158,7 +158,7 @@ def predict_command(
     from towerkit.forecast.recipe import load_forecaster
 
     loaded = load_forecaster(model)
-    data = load_data(loaded.config.data, loaded.config.encoder, progress=False)
+    data = load_data(loaded.config.data, loaded.config.encoder, progress=False, windows=False)
     png = out or (loaded.run_dir or Path(".")) / "predict" / f"{repo.replace('/', '_')}.png"
     months, raw, path = forecast_repo(loaded.model, data, repo, png)
     levels = loaded.model.config.quantiles

@@ -95,11 +95,12 @@ class ForecastData:
     @property
     def description(self) -> str:
         p = self.panel
+        s = self.splits
         return (
             f"OpenDigger, {len(p.repos)} repositories, {p.label(0)}..{p.label(p.end)}; "
-            f"{len(self.train.arrays.pairs)} training windows (targets by "
-            f"{p.label(self.splits.val[0])}), {len(self.val.arrays.pairs)} validation, test "
-            f"cutoffs {p.label(self.splits.test[0])}..{p.label(self.splits.test[-1])}"
+            f"{len(self.train.arrays.pairs)} training windows (targets by {p.label(s.val[0])}), "
+            f"{len(self.val.arrays.pairs)} validation windows (cutoffs {p.label(s.val[0])}.."
+            f"{p.label(s.val[-1])}), test cutoffs {p.label(s.test[0])}..{p.label(s.test[-1])}"
         )
 
 
@@ -118,12 +119,18 @@ def text_for(
     progress: bool = True,
 ) -> np.ndarray:
     """(N, 2 * dim): the embeddings of each window's trend text and profile text side by side."""
+    if len(pairs) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
     trends, profiles = window_texts(panel, pairs, mode)
     vectors = cache.embed([*trends, *profiles], progress=progress)
     return np.concatenate([vectors[: len(pairs)], vectors[len(pairs) :]], axis=1)
 
 
-def load_data(config: ForecastDataConfig, encoder: str, progress: bool = True) -> ForecastData:
+def load_data(
+    config: ForecastDataConfig, encoder: str, progress: bool = True, windows: bool = True
+) -> ForecastData:
+    """The panel and splits; with ``windows`` also the training and validation windows and
+    their texts (``evaluate`` and ``predict`` need neither)."""
     path = table_path(config)
     if not path.is_file():
         path, _ = prepare_table(config, progress)
@@ -142,8 +149,8 @@ def load_data(config: ForecastDataConfig, encoder: str, progress: bool = True) -
         ("train", splits.train[:: -config.train_stride][::-1]),
         ("val", splits.val),
     ):
-        arrays = split_windows(panel, cutoffs, config, target_idx)
-        if len(arrays.pairs) == 0:
+        arrays = split_windows(panel, cutoffs if windows else [], config, target_idx)
+        if windows and len(arrays.pairs) == 0:
             raise TowerkitError(f"data: no {name} windows (too few repositories or months)")
         parts.append(SplitWindows(arrays, text_for(panel, cache, arrays.pairs, progress=progress)))
     return ForecastData(panel, splits, parts[0], parts[1], target_idx, path, cache, config)
