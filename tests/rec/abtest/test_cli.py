@@ -107,3 +107,13 @@ def test_analyse_on_a_store_without_ab_tables_changes_nothing(
     assert "no A/B tables (ab_experiments, ...)" in capsys.readouterr().err
     assert sa.inspect(engine).get_table_names() == ["users"]
     engine.dispose()
+
+
+def test_simulate_on_a_missing_store_fails_before_loading_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.db"
+    args = ["rec", "abtest", "simulate", "--db", str(missing), "--a", "m/1", "--b", "m/2"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"error: --db '{missing}': no SQLite store")
+    assert not missing.exists()

@@ -101,12 +101,13 @@ def simulate_refs(options: SimulateOptions) -> tuple[ExperimentReport, datetime,
     from towerkit.rec.twotower.api import load_bundle
 
     weights = parse_weights(options.weights, len(VARIANTS))
+    # the store first: a bad --db fails before the models load
+    log = open_log(options.db, options.schema, create=True)
     bundles = {"A": load_bundle(options.a), "B": load_bundle(options.b)}
     if options.start is not None:
         start = _instant(options.start)
     else:  # the later cutoff: neither model has trained on what is replayed
         start = max(training_cutoff(b.run_dir, b.label) for b in bundles.values())
-    log = open_log(options.db, options.schema, create=True)
     mapping, source = load_mapping(options.mapping, options.schema)
     heldout = read_heldout(log.engine, bind_mapping(log.engine, mapping, source), start)
     experiment = Experiment(
