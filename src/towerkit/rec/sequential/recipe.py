@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from towerkit.core.callbacks import Callback
 from towerkit.core.config import load_config
 from towerkit.core.errors import TowerkitError
 from towerkit.core.model import BaseModel
@@ -81,6 +84,7 @@ class SeqRunResult:
     data: SeqDataset
     model: SASRec
     seconds: float
+    stopped: bool = False
 
 
 def default_config_path(kind: str = "quick") -> Path:
@@ -128,8 +132,10 @@ def train(
     resume: Path | None = None,
     registry: ModelRegistry | None = None,
     runs: Path | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> SeqRunResult:
-    """Train the recipe; ``resume``: an interrupted run directory, continued exactly."""
+    """Train the recipe; ``resume``: an interrupted run directory, continued exactly. A run that
+    stops early (a callback's ``request_stop``) returns ``stopped=True``, unregistered."""
     from towerkit.core.trainer import Trainer
 
     started = time.perf_counter()
@@ -149,6 +155,7 @@ def train(
         config.model = dataclasses.replace(config.model, n_items=data.n_items)
         run_dir = start_run("rec", config.recipe, config, root=runs)
         data.save(run_dir / "data")
+    torch.manual_seed(config.trainer.seed)  # the same initial weights for the same config
     model = SASRec(config.model)
     scorer = sasrec_scorer(model)
     max_len = config.model.max_len
@@ -157,8 +164,14 @@ def train(
         return evaluate_model(scorer, data, "valid", max_len).metrics
 
     samples = NextItemDataset(data, max_len, config.model.num_negatives)
-    trainer = Trainer(model, config.trainer, samples, sasrec_loss, run_dir, eval_fn=eval_on_valid)
+    trainer = Trainer(
+        model, config.trainer, samples, sasrec_loss, run_dir, eval_fn=eval_on_valid,
+        callbacks=callbacks,
+    )  # fmt: skip
     fit = trainer.fit(resume=resume is not None)
+    if trainer.state.stage_index < len(config.trainer.stages):
+        seconds = time.perf_counter() - started
+        return SeqRunResult(run_dir, {}, None, data, model, seconds, stopped=True)
     model.eval()
     metrics = test_metrics(model, data, config)
     metrics.update({f"val_{k}": v for k, v in fit.final_metrics.items()})

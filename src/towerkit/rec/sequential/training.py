@@ -112,3 +112,15 @@ def evaluate_model(
         seed=seed,
         progress=progress,
     )
+
+
+def scorer_for(model: nn.Module) -> UserScorer:
+    """The evaluation scorer of any sequential model: its own ``user_scorer()`` when it has one
+    (fused models), SASRec's otherwise."""
+    own = getattr(model, "user_scorer", None)
+    if callable(own):
+        scorer: UserScorer = own()
+        return scorer
+    if isinstance(model, SASRec):
+        return sasrec_scorer(model)
+    raise TypeError(f"{type(model).__name__}: no user_scorer() and not a SASRec")
