@@ -20,6 +20,7 @@ DOMAIN_DEMOS: dict[str, str] = {
     "repotune": "towerkit.repotune.demo:run_demo",
     "forecast": "towerkit.forecast.demo:run_demo",
     "rec": "towerkit.rec.demo:run_demo",
+    "rec-seq": "towerkit.rec.sequential.demo:run_demo",
 }
 
 
