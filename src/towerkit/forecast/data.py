@@ -178,11 +178,13 @@ def predict_scaled(model: Any, windows: SplitWindows, batch_size: int = 1024) ->
     """The model's scaled quantiles (N, H, T, Q), in eval mode without gradients."""
     model.eval()
     data = WindowDataset(windows)
+    device = next(model.parameters()).device  # a model the Trainer left on a GPU
     outputs = []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
-            batch = {k: v[start : start + batch_size] for k, v in data.tensors.items()}
-            outputs.append(model(batch["x"], batch["static"], batch["text"]).float().numpy())
+            batch = {k: v[start : start + batch_size].to(device) for k, v in data.tensors.items()}
+            out = model(batch["x"], batch["static"], batch["text"])
+            outputs.append(out.float().cpu().numpy())
     return np.concatenate(outputs)
 
 
