@@ -43,6 +43,7 @@ from towerkit.zoo.families import (
     dataset_size,
     eval_batch_size,
     model_class_names,
+    parity_picks,
     register_family,
     top_k_classes,
 )
@@ -197,13 +198,7 @@ class AudioFamily(Family):
     def export_specs(self, model: nn.Module, data: FamilyData) -> list[ExportSpec]:
         """Parity at several batch sizes and sequence lengths, padded batches included."""
         test = data.test
-        by_length = sorted(range(dataset_size(test)), key=lambda i: int(test[i]["length"]))
-        picks = [
-            [by_length[len(by_length) // 2], by_length[0]],  # mixed lengths: padding matters
-            [by_length[-1]],  # the longest clip alone
-            [by_length[0]],  # the shortest clip alone
-            by_length[:: max(1, len(by_length) // 16)][:16],  # 16 clips of spread lengths
-        ]
+        picks = parity_picks([int(test[i]["length"]) for i in range(dataset_size(test))])
         cases = [self.model_inputs(pad_collate([test[i] for i in pick])) for pick in picks]
         return [
             ExportSpec(

@@ -265,6 +265,18 @@ def batches(
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 
 
+def parity_picks(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices of parity batches for a variable-length input, chosen by each example's length:
+    a mixed pair (so padding matters), the longest alone, the shortest alone, 16 of spread lengths."""
+    by_length = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [
+        [by_length[len(by_length) // 2], by_length[0]],
+        [by_length[-1]],
+        [by_length[0]],
+        by_length[:: max(1, len(by_length) // 16)][:16],
+    ]
+
+
 def dataset_size(dataset: Dataset[Any]) -> int:
     """len() of a map-style dataset (torch's Dataset type does not declare __len__)."""
     if not isinstance(dataset, Sized):

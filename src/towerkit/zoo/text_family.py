@@ -44,6 +44,7 @@ from towerkit.zoo.families import (
     classification_evaluation,
     collect_logits,
     model_class_names,
+    parity_picks,
     register_family,
     top_k_classes,
 )
@@ -179,13 +180,7 @@ class TextFamily(Family):
     def export_specs(self, model: nn.Module, data: FamilyData) -> list[ExportSpec]:
         """Parity at several batch sizes and sequence lengths, padded batches included."""
         test = _with_model_tokenizer(model, data.test)
-        by_length = sorted(range(len(test)), key=lambda i: len(test.ids[i]))
-        picks = [
-            [by_length[len(by_length) // 2], by_length[0]],  # mixed lengths: padding matters
-            [by_length[-1]],  # the longest text alone
-            [by_length[0]],  # the shortest text alone
-            by_length[:: max(1, len(by_length) // 16)][:16],  # 16 texts of spread lengths
-        ]
+        picks = parity_picks([len(ids) for ids in test.ids])
         cases = [self.model_inputs(collate_text([test[i] for i in pick])) for pick in picks]
         return [
             ExportSpec(
