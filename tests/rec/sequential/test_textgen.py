@@ -254,3 +254,22 @@ def test_local_smollm2_writes_texts(tmp_path: Path) -> None:
     assert report.generated == 2 and report.template == 0
     assert all(len(t) >= 3 for t in texts) and texts[0] != texts[1]
     assert backend.identity == "hf:smollm2-135m-instruct-rec:t=0.0"
+
+
+def test_generate_text_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from towerkit.cli import main
+
+    tiny_dataset().save(tmp_path / "data")
+    out = tmp_path / "text"
+    args = ["rec", "seq", "generate-text", "--data", str(tmp_path / "data"), "--out", str(out)]
+    assert main([*args, "--kinds", "user"]) == 0
+    data = read_texts(out)
+    assert data["users"]["u1"].startswith("Likes Crime") and data["items"] == {}
+    assert main([*args, "--kinds", "item,user"]) == 0
+    assert len(read_texts(out)["items"]) == 6
+    assert main([*args, "--kinds", "films"]) == 2
+    assert (
+        "error: --kinds: expected item, user or item,user, got 'films'" in capsys.readouterr().err
+    )
+    assert main([*args, "--backend", "gpt"]) == 2
+    assert "backend: expected template, hf, openai or anthropic" in capsys.readouterr().err

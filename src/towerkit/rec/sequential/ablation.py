@@ -16,7 +16,7 @@ from typing import Any
 
 from towerkit.core.io import atomic_path, write_json_atomic, write_text_atomic
 from towerkit.rec.sequential.data import SeqDataset
-from towerkit.rec.sequential.fusion import UR4Rec
+from towerkit.rec.sequential.fusion import Strategy, UR4Rec
 from towerkit.rec.sequential.joint import ur4rec_scorer
 from towerkit.rec.sequential.metrics import EvalResult, paired_bootstrap
 from towerkit.rec.sequential.training import evaluate_model
@@ -25,7 +25,7 @@ ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7)
 HEADLINE = "ndcg@10"
 
 
-def _best_alpha(model: UR4Rec, data: SeqDataset, strategy: str, max_len: int) -> float:
+def _best_alpha(model: UR4Rec, data: SeqDataset, strategy: Strategy, max_len: int) -> float:
     scores = {
         alpha: evaluate_model(
             ur4rec_scorer(model, strategy, alpha), data, "valid", max_len
@@ -40,18 +40,19 @@ def ablation_rows(
 ) -> list[dict[str, Any]]:
     """One row per variant: name, alpha, test metrics, and the bootstrap against SASRec."""
     model.eval()
-    variants: list[tuple[str, str, float | None]] = [
+    variants: list[tuple[str, Strategy, float | None]] = [
         ("SASRec alone", "weighted", 0.0),
         ("text retriever alone", "weighted", 1.0),
     ]
-    for strategy in ("weighted", "rerank"):
+    strategies: tuple[Strategy, ...] = ("weighted", "rerank")
+    for strategy in strategies:
         best = _best_alpha(model, data, strategy, max_len)
         k = model.config.fusion.rerank_k
         label = "weighted sum" if strategy == "weighted" else f"rerank top-{k}"
         variants.append((f"{label} (alpha {best} on valid)", strategy, best))
     if model.config.fusion.strategy == "gate":  # a gate only means something once trained
         variants.append(("learned gate (joint training)", "gate", None))
-    results: list[tuple[str, str, float | None, EvalResult]] = []
+    results: list[tuple[str, Strategy, float | None, EvalResult]] = []
     for name, strategy, alpha in variants:
         scorer = ur4rec_scorer(model, strategy, alpha)
         results.append((name, strategy, alpha, evaluate_model(scorer, data, "test", max_len)))

@@ -24,7 +24,10 @@ console = Console(soft_wrap=True)
 
 # --model NAME -> "module:function(config_path, overrides, resume=...)" returning a result with
 # run_dir, metrics and version; other sequential models add their recipe here
-TRAINERS: dict[str, str] = {"sasrec": "towerkit.rec.sequential.recipe:train"}
+TRAINERS: dict[str, str] = {
+    "sasrec": "towerkit.rec.sequential.recipe:train",
+    "ur4rec": "towerkit.rec.sequential.ur4rec:train_ur4rec",
+}
 
 
 def _table(title: str, metrics: dict[str, float]) -> Table:
@@ -143,3 +146,12 @@ def recommend_command(
     for rank, (raw, score, text) in enumerate(picks, start=1):
         table.add_row(str(rank), raw, f"{score:.3f}", text[:80])
     console.print(table)
+
+
+def _register_textgen() -> None:
+    from towerkit.rec.sequential.textgen.cli import register
+
+    register(seq_app)
+
+
+_register_textgen()

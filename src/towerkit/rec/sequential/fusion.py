@@ -22,6 +22,7 @@ from torch import nn
 from towerkit.core.errors import ConfigError
 from towerkit.core.model import BaseModel, register_model
 from towerkit.rec.sequential.losses import UncertaintyWeighting
+from towerkit.rec.sequential.metrics import ItemScorer, UserScorer
 from towerkit.rec.sequential.retrievers import (
     MultimodalRetriever,
     MultimodalRetrieverConfig,
@@ -57,6 +58,11 @@ class UR4RecConfig:
     multimodal: MultimodalRetrieverConfig = field(default_factory=MultimodalRetrieverConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     uncertainty_weighting: bool = True  # Kendall et al. task weights, learned with the model
+
+    @property
+    def max_len(self) -> int:
+        """The history window, as SASRec's (what evaluation and serving pad to)."""
+        return self.sasrec.max_len
 
 
 class UR4Rec(BaseModel):
@@ -138,6 +144,25 @@ class UR4Rec(BaseModel):
 
     def forward(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         return self.score_all(users, history)
+
+    def user_scorer(
+        self, strategy: Strategy | None = None, alpha: float | None = None
+    ) -> UserScorer:
+        """A ``metrics.evaluate`` UserScorer of the fused scores: one [n, vocab] block per chunk
+        of users, sliced per item request. A user row of -1 has no preference text (a history
+        given at serving time): the retriever then uses the history alone."""
+
+        def prepare(users: torch.Tensor, histories: torch.Tensor) -> ItemScorer:
+            device = self.sasrec.item_emb.weight.device
+            scores = self.score_all(users.to(device), histories.to(device), strategy, alpha)
+
+            def score(items: torch.Tensor) -> torch.Tensor:
+                items = items.to(device)
+                return scores[:, items] if items.ndim == 1 else scores.gather(1, items)
+
+            return score
+
+        return prepare
 
 
 def log_probs(scores: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import nn
 
 from towerkit.core.errors import ConfigError
 from towerkit.core.schedules import StageConfig
-from towerkit.rec.sequential.fusion import TASKS, UR4Rec
+from towerkit.rec.sequential.fusion import TASKS, Strategy, UR4Rec
 from towerkit.rec.sequential.losses import (
     RetrievalLoss,
     diversity_regulariser,
@@ -33,7 +33,7 @@ from towerkit.rec.sequential.losses import (
     modality_consistency,
     retrieval_loss,
 )
-from towerkit.rec.sequential.metrics import ItemScorer, UserScorer
+from towerkit.rec.sequential.metrics import UserScorer
 from towerkit.rec.sequential.retrievers import MultimodalRetriever, consistency_pair
 
 if TYPE_CHECKING:
@@ -158,19 +158,7 @@ class JointLoss:
 
 
 def ur4rec_scorer(
-    model: UR4Rec, strategy: str | None = None, alpha: float | None = None
+    model: UR4Rec, strategy: Strategy | None = None, alpha: float | None = None
 ) -> UserScorer:
-    """A UserScorer (see metrics.evaluate) of the fused scores: one [n, vocab] row block per
-    chunk of users, sliced per item request."""
-
-    def prepare(users: torch.Tensor, histories: torch.Tensor) -> ItemScorer:
-        device = model.sasrec.item_emb.weight.device
-        scores = model.score_all(users.to(device), histories.to(device), strategy, alpha)  # type: ignore[arg-type]
-
-        def score(items: torch.Tensor) -> torch.Tensor:
-            items = items.to(device)
-            return scores[:, items] if items.ndim == 1 else scores.gather(1, items)
-
-        return score
-
-    return prepare
+    """The fused model's UserScorer with another strategy or alpha (the ablation's variants)."""
+    return model.user_scorer(strategy, alpha)

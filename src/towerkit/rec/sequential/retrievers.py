@@ -40,6 +40,14 @@ def _mask_padding(scores: torch.Tensor) -> torch.Tensor:
     return scores
 
 
+def _user_text(table: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    """Rows of the preference-text table; user -1 (no text, e.g. a history given at serving
+    time) gets zeros."""
+    known = users >= 0
+    rows = table[users.clamp(min=0)]
+    return rows * known.unsqueeze(-1).to(rows.dtype)
+
+
 def _history_mean(vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
     """Mean of the item vectors of each (0-padded) history: [B, L] -> [B, d]."""
     keep = (history != 0).unsqueeze(-1).to(vectors.dtype)
@@ -109,7 +117,7 @@ class TextPreferenceRetriever(BaseModel):
         history: torch.Tensor | None = None,
         items: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        vector = self.user_proj(self.dropout(self.user_text[users]))
+        vector = self.user_proj(self.dropout(_user_text(self.user_text, users)))
         if self.config.use_history and history is not None:
             table = items if items is not None else self.item_vectors()
             vector = vector + _history_mean(table, history)
@@ -249,7 +257,7 @@ class MultimodalRetriever(BaseModel):
         history: torch.Tensor | None = None,
         items: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        vector = self.user_proj(self.dropout(self.user_text[users]))
+        vector = self.user_proj(self.dropout(_user_text(self.user_text, users)))
         if self.config.use_history and history is not None:
             table = items if items is not None else self.item_vectors()
             vector = vector + _history_mean(table, history)

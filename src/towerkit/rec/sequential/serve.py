@@ -34,12 +34,13 @@ def history_for(data: SeqDataset, user: str | None, items: str | None) -> np.nda
 
 
 def top_k(
-    model: nn.Module, history: np.ndarray, n_items: int, k: int
+    model: nn.Module, history: np.ndarray, n_items: int, k: int, user_row: int = -1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(item ids, scores) of the k best items not in the history."""
+    """(item ids, scores) of the k best items not in the history; ``user_row``: the user's row
+    in the training data (fused models read their preference text), -1 for a bare history."""
     max_len = int(getattr(getattr(model, "config", None), "max_len", 50))
     with torch.no_grad():
-        scores = scorer_for(model)(torch.zeros(1, dtype=torch.long), pad_left([history], max_len))(
+        scores = scorer_for(model)(torch.tensor([user_row]), pad_left([history], max_len))(
             torch.arange(1, n_items + 1)
         )[0]
     scores[torch.from_numpy(np.unique(history) - 1)] = float("-inf")
@@ -53,7 +54,9 @@ def recommend(
     if k < 1:
         raise TowerkitError(f"--k: expected >= 1, got {k}")
     model.eval()
-    ids, scores = top_k(model, history_for(data, user, items), data.n_items, k)
+    history = history_for(data, user, items)
+    row = data.user_index[user] if user is not None else -1
+    ids, scores = top_k(model, history, data.n_items, k, row)
     return [
         (data.item_ids[i], float(s), data.item_texts[i]) for i, s in zip(ids, scores, strict=True)
     ]
@@ -70,7 +73,7 @@ def scoring_latency(
     times = []
     for index, user in enumerate(users):
         started = time.perf_counter()
-        top_k(model, data.history(int(user), "test"), data.n_items, k)
+        top_k(model, data.history(int(user), "test"), data.n_items, k, int(user))
         if index >= 20:
             times.append((time.perf_counter() - started) * 1000)
     values = np.array(times)
