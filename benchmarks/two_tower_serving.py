@@ -2,7 +2,7 @@
 and HTTP throughput of ``towerkit rec serve`` under 32 concurrent loopback clients.
 
     .venv/bin/python benchmarks/two_tower_serving.py [--model rec-two-tower@production]
-        [--sizes 100000,1000000] [--http-seconds 20] [--no-http]
+        [--no-model --dim 64] [--sizes 100000,1000000] [--parts index,http] [--http-seconds 20]
 
 Candidates are synthetic at the size asked for, with the model's output size d. With a trained
 model (``--model``, resolved in the registry of TOWERKIT_HOME) they follow its embeddings to the
@@ -18,8 +18,8 @@ one FAISS thread (p50/p99 over the timing queries after 20 warm-up calls); build
 ``--build-threads``. HTTP: ``towerkit rec serve`` in its own process (one uvicorn worker, one torch
 / FAISS thread per request), load from this process: 32 httpx clients posting /recommend for
 random known users, k=10, seen items excluded; client and server share the machine's cores.
-Results: ``runs/bench/two_tower_serving.json`` and the "## Rec two-tower: serving" section of
-BENCHMARKS.md. ``benchmarks/two_tower.py --part serving`` calls ``main`` here.
+Results: ``runs/bench/two_tower_serving.json`` (a run of one ``--parts`` keeps the other part's
+earlier results) and the "## Rec two-tower: serving" section of BENCHMARKS.md. ``benchmarks/two_tower.py --part serving`` calls ``main`` here.
 """
 
 from __future__ import annotations
@@ -174,9 +174,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def load(
-    url: str, users: list[str], seconds: float, concurrency: int, seed: int
+    url: str, users: list[str], seconds: float, concurrency: int, seed: int, server_pid: int
 ) -> dict[str, Any]:
+    """Closed-loop load; also the server's and this process's CPU time per measured request,
+    which a busy shared machine stretches far less than the wall times."""
     import httpx
 
     rng = np.random.default_rng(seed)
@@ -197,11 +205,17 @@ async def load(
 
         warm_until = time.perf_counter() + min(3.0, seconds / 4)
         await asyncio.gather(*(worker(warm_until, False) for _ in range(concurrency)))
+        server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
         wall = time.perf_counter() - start
+        server_cpu = cpu_seconds(server_pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
     array = np.array(latencies)
     return {
+        "load_average": os.getloadavg()[0],
+        "server_cpu_ms_per_request": 1000 * server_cpu / len(latencies),
+        "client_cpu_ms_per_request": 1000 * client_cpu / len(latencies),
         "requests": len(latencies),
         "errors": errors,
         "seconds": wall,
@@ -223,7 +237,7 @@ def bench_http(model: str, kind: str, seconds: float, concurrency: int) -> dict[
     url = f"http://127.0.0.1:{port}"
     try:
         health = wait_for(url, server)
-        result = asyncio.run(load(url, users, seconds, concurrency, seed=1))
+        result = asyncio.run(load(url, users, seconds, concurrency, 1, server.pid))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -274,10 +288,29 @@ def fmt_params(params: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in params.items()) or "-"
 
 
+def run_lines(part: dict[str, Any]) -> list[str]:
+    return [
+        f"- machine: {part['machine']}",
+        f"- date: {part['date']}",
+        f"- command: `{part['command']}`",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
-    lines = [SECTION, "", f"- machine: {result['machine']}", f"- date: {result['date']}"]
-    lines += [f"- command: `{result['command']}`", f"- embeddings: {result['source']}", ""]
-    lines += [
+    lines = [SECTION, ""]
+    index = result.get("index")
+    if index:
+        lines += ["Index latency:", "", *run_lines(index), f"- embeddings: {index['source']}", ""]
+        lines += index_table(index)
+    http = result.get("http")
+    if http:
+        lines += ["", "HTTP throughput:", "", *run_lines(http), "", http_markdown(http)]
+    lines += ["", f"- results: `{RESULTS.relative_to(ROOT)}`"]
+    return "\n".join(lines) + "\n"
+
+
+def index_table(index: dict[str, Any]) -> list[str]:
+    lines = [
         "Top-10 by inner product on L2-normalised vectors; recall@10 against exact on 500 "
         "tuning / 500 held-out / 500 timing queries; latency is one query per call on one FAISS "
         "thread, p50 / p99 over the 500 timing queries, as wall time and as the calling thread's "
@@ -287,12 +320,13 @@ def markdown(result: dict[str, Any]) -> str:
         "| wall p50 / p99 ms | CPU p50 / p99 ms | wall p50, p99 vs exact | CPU p50 vs exact |",
         "|---:|---|---|---:|---|---:|---:|---:|---:|",
     ]
-    for size in result["sizes"]:
+    for size in index["sizes"]:
         for row in size["rows"]:
             recall = (
                 "1 (exact)"
                 if row["kind"] == "exact"
-                else f"{row['recall_tune']:.3f} / {row['recall_heldout']:.3f} / {row['recall_timing']:.3f}"
+                else f"{row['recall_tune']:.3f} / {row['recall_heldout']:.3f} / "
+                f"{row['recall_timing']:.3f}"
             )
             lines.append(
                 f"| {size['n']:,} | {row['kind']} | {fmt_params(row['params'])} | "
@@ -302,15 +336,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{row['p50_vs_exact']:.3f}, {row['p99_vs_exact']:.3f} | "
                 f"{row['cpu_p50_vs_exact']:.3f} |"
             )
-    peaks = ", ".join(f"{s['n']:,}: {s['peak_rss_mib']:,.0f} MiB" for s in result["sizes"])
-    lines += ["", f"Peak RSS of the benchmark process after each size: {peaks}."]
-    http = result.get("http")
-    if http:
-        lines += ["", http_markdown(http)]
-    elif result.get("http_note"):
-        lines += ["", f"HTTP: {result['http_note']}"]
-    lines += ["", f"- results: `{RESULTS.relative_to(ROOT)}`"]
-    return "\n".join(lines) + "\n"
+    peaks = ", ".join(f"{s['n']:,}: {s['peak_rss_mib']:,.0f} MiB" for s in index["sizes"])
+    return [*lines, "", f"Peak RSS of the benchmark process after each size: {peaks}."]
 
 
 def http_markdown(http: dict[str, Any]) -> str:
@@ -322,14 +349,21 @@ def http_markdown(http: dict[str, Any]) -> str:
         f"loopback clients for {http['seconds']:.0f} s each after a warm-up, POST /recommend "
         "{user_id, k: 10} for random known users, seen items excluded:",
         "",
-        "| index | params | recall@10 held-out | requests | errors | requests/s | p50 ms | p99 ms | requests/s vs exact |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| index | params | recall@10 held-out | requests | errors | requests/s | p50 ms | p99 ms "
+        "| server CPU ms / request | client CPU ms / request | requests/s vs exact "
+        "| server CPU vs exact | 1-min load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    nan = float("nan")
     for r in rows:
+        server_cpu = r.get("server_cpu_ms_per_request", nan)
         out.append(
             f"| {r['kind']} | {fmt_params(r['index']['params'])} | {r['index']['recall']:.3f} | "
             f"{r['requests']:,} | {r['errors']} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {r['requests_per_s'] / exact['requests_per_s']:.3f} |"
+            f"{r['p99_ms']:.1f} | {server_cpu:.2f} | {r.get('client_cpu_ms_per_request', nan):.2f} | "
+            f"{r['requests_per_s'] / exact['requests_per_s']:.3f} | "
+            f"{server_cpu / exact.get('server_cpu_ms_per_request', nan):.3f} | "
+            f"{r.get('load_average', nan):.1f} |"
         )
     return "\n".join(out)
 
@@ -373,58 +407,47 @@ def model_fit(model: str | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", default="rec-two-tower@production")
-    parser.add_argument("--no-model", action="store_true", help="default synthetic generator")
+    parser.add_argument(
+        "--no-model", action="store_true", help="index part: the built-in generator, d = --dim"
+    )
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--dim", type=int, default=64, help="d without a model")
     parser.add_argument("--build-threads", type=int, default=2)
     parser.add_argument("--http-seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--parts", default="index,http", help="index, http or index,http")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the parts asked for; a part not run keeps its earlier results (and their command)."""
     args = parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
+    parts = set(args.parts.split(","))
+    if not parts <= {"index", "http"}:
+        raise SystemExit(f"--parts {args.parts!r}: expected index, http or index,http")
     model = None if args.no_model else args.model
-    started = dt.datetime.now(dt.UTC)
-    info = machine(args.build_threads)
-    fit, label, source = model_fit(model)
-    dim = fit[0].shape[1] if fit is not None else args.dim
-    if fit is None:
-        source = f"synthetic, d = {dim}: a 16-d mixture of 1,000 Gaussians mapped linearly to d"
-    sizes = [int(s) for s in args.sizes.split(",")]
-    result: dict[str, Any] = {
-        "machine": info,
-        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+    stamp = {
+        "machine": machine(args.build_threads),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(
-            ["python", "benchmarks/two_tower_serving.py", *(argv or sys.argv[1:])]
+            ["python", "benchmarks/two_tower_serving.py", *(sys.argv[1:] if argv is None else argv)]
         ),
-        "source": source,
-        "sizes": [],
     }
-    for n in sizes:
-        print(f"index benchmark, {n:,} candidates x {dim}", flush=True)
-        result["sizes"].append(bench_size(n, dim, args.seed, fit, args.build_threads))
-    if args.no_http or model is None:
-        result["http_note"] = "not measured in this run (--no-http or no --model)"
-    else:
-        runs = []
-        for kind in KINDS:
-            print(f"HTTP, {args.concurrency} clients, index {kind}", flush=True)
-            runs.append(bench_http(model, kind, args.http_seconds, args.concurrency))
-            print(f"  {runs[-1]}", flush=True)
-        result["http"] = {
-            "model": model,
-            "uri": label,
-            "concurrency": args.concurrency,
-            "seconds": args.http_seconds,
-            "runs": runs,
-        }
+    if "http" in parts and model is None:
+        raise SystemExit("--parts http needs a trained model (--model), not --no-model")
+    fresh: dict[str, Any] = {}
+    if "index" in parts:
+        fresh["index"] = {**stamp, **index_part(model, args)}
+    if "http" in parts:
+        fresh["http"] = {**stamp, **http_part(model, args)}
+    # read only now: another run of the other part may have finished meanwhile
+    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    result.update(fresh)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
@@ -432,6 +455,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_section(text)
     print(text)
     return result
+
+
+def index_part(model: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    fit, _, source = model_fit(model)
+    dim = fit[0].shape[1] if fit is not None else args.dim
+    if fit is None:
+        source = f"synthetic, d = {dim}: a 16-d mixture of 1,000 Gaussians mapped linearly to d"
+    sizes = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        print(f"index benchmark, {n:,} candidates x {dim}", flush=True)
+        sizes.append(bench_size(n, dim, args.seed, fit, args.build_threads))
+    return {"source": source, "sizes": sizes}
+
+
+def http_part(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    from towerkit.rec.twotower.api import load_bundle
+
+    runs = []
+    for kind in KINDS:
+        print(f"HTTP, {args.concurrency} clients, index {kind}", flush=True)
+        runs.append(bench_http(model, kind, args.http_seconds, args.concurrency))
+        print(f"  {runs[-1]}", flush=True)
+    return {
+        "model": model,
+        "uri": load_bundle(model).label,
+        "concurrency": args.concurrency,
+        "seconds": args.http_seconds,
+        "runs": runs,
+    }
 
 
 if __name__ == "__main__":
