@@ -21,6 +21,7 @@ DOMAIN_DEMOS: dict[str, str] = {
     "forecast": "towerkit.forecast.demo:run_demo",
     "rec": "towerkit.rec.demo:run_demo",
     "rec-seq": "towerkit.rec.sequential.demo:run_demo",
+    "rec-ur4rec": "towerkit.rec.sequential.ur4rec_demo:run_demo",
 }
 
 

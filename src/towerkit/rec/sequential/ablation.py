@@ -18,7 +18,7 @@ from towerkit.core.io import atomic_path, write_json_atomic, write_text_atomic
 from towerkit.rec.sequential.data import SeqDataset
 from towerkit.rec.sequential.fusion import Strategy, UR4Rec
 from towerkit.rec.sequential.joint import ur4rec_scorer
-from towerkit.rec.sequential.metrics import EvalResult, paired_bootstrap
+from towerkit.rec.sequential.metrics import EvalResult, UserScorer, paired_bootstrap
 from towerkit.rec.sequential.training import evaluate_model
 
 ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7)
@@ -125,3 +125,37 @@ def plot_ablation(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def sasrec_plus_text(
+    data: SeqDataset, sasrec: Any, out_dir: Path, epochs: int
+) -> tuple[UserScorer, int]:
+    """``benchmarks/seqrec.py --extra "SASRec + text=towerkit.rec.sequential.ablation:
+    sasrec_plus_text"``: the benchmark's trained SASRec, frozen, plus a text-preference retriever
+    (template texts) trained for max(1, epochs // 3) epochs; weighted fusion, alpha chosen on
+    validation."""
+    import dataclasses
+
+    import yaml
+
+    from towerkit.rec.sequential.ur4rec import config_path, train_ur4rec
+
+    sasrec.save_pretrained(out_dir / "sasrec-for-text" / "model")
+    data.save(out_dir / "sasrec-for-text" / "data")
+    config = yaml.safe_load(config_path("quick").read_text())
+    config["data"] = {"prepared": str(out_dir / "sasrec-for-text" / "data"), "name": data.name}
+    config["model"]["sasrec"] = {
+        k: v for k, v in dataclasses.asdict(sasrec.config).items() if k != "n_items"
+    }
+    config["init_sasrec"] = str(out_dir / "sasrec-for-text")
+    config["trainer"].update(early_stopping_metric=None, restore_best=False, progress=False)
+    stage = config["trainer"]["stages"][1]
+    stage["epochs"] = max(1, epochs // 3)
+    config["trainer"]["stages"] = [stage]
+    config["model"]["fusion"]["strategy"] = "weighted"
+    path = out_dir / "ur4rec-sasrec-plus-text.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = train_ur4rec(path, runs=out_dir / "runs")
+    max_len = sasrec.config.max_len
+    alpha = _best_alpha(result.model, result.data, "weighted", max_len)
+    return result.model.user_scorer("weighted", alpha), max_len
