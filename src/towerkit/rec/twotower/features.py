@@ -145,15 +145,18 @@ class SideFeaturizer:
         train_ids: Iterable[str],
         *,
         oov_buckets: int = 8,
+        id_oov_buckets: int | None = None,
         min_count: int = 1,
         text_dim: int = 0,
     ) -> SideFeaturizer:
-        """Fit on the entities that occur in the training interactions (``train_ids``)."""
+        """Fit on the entities that occur in the training interactions (``train_ids``).
+        ``id_oov_buckets`` (default ``oov_buckets``) sizes the id vocabulary's hashed rows."""
         train_set = set(train_ids)
         if id_column not in entities.columns:
             raise TowerkitError(f"entities: no id column '{id_column}'")
         seen = entities.filter(pl.col(id_column).cast(pl.String).is_in(list(train_set)))
-        out = cls(id_column, Vocabulary.fit(sorted(train_set), oov_buckets), text_dim=text_dim)
+        id_buckets = oov_buckets if id_oov_buckets is None else id_oov_buckets
+        out = cls(id_column, Vocabulary.fit(sorted(train_set), id_buckets), text_dim=text_dim)
         for column, kind in kinds.items():
             if column == id_column:
                 continue

@@ -32,13 +32,16 @@ from towerkit.rec.twotower.features import SideFeaturizer, TextEncoder
 class FeatureConfig:
     user_features: list[str] | None = None  # None: every user feature column of the export
     item_features: list[str] | None = None
-    oov_buckets: int = 8
+    oov_buckets: int = 8  # hashed rows for unseen categorical values
+    # hashed rows for unseen user / item ids: 1 makes every newcomer share the one row that
+    # id dropout trains (best on MovieLens validation); more keep newcomers apart
+    id_oov_buckets: int = 8
     min_count: int = 1
     text_encoder: str = "all-minilm-l6-v2"
 
     def __post_init__(self) -> None:
-        if self.oov_buckets < 1 or self.min_count < 1:
-            raise ConfigError("features: oov_buckets and min_count: expected >= 1")
+        if min(self.oov_buckets, self.id_oov_buckets, self.min_count) < 1:
+            raise ConfigError("features: oov_buckets, id_oov_buckets, min_count: expected >= 1")
 
 
 @dataclass
@@ -135,7 +138,12 @@ def prepare(
     if needs_text and text_encoder is None:
         raise TowerkitError("text features present but no text encoder was given")
     dim = text_encoder.dim if needs_text and text_encoder is not None else 0
-    common = {"oov_buckets": features.oov_buckets, "min_count": features.min_count, "text_dim": dim}
+    common = {
+        "oov_buckets": features.oov_buckets,
+        "id_oov_buckets": features.id_oov_buckets,
+        "min_count": features.min_count,
+        "text_dim": dim,
+    }
     query = SideFeaturizer.fit(
         data.users, USER_ID, user_kinds, split.train["viewer_id"].unique().to_list(), **common
     )
