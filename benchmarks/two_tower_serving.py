@@ -347,7 +347,10 @@ def http_markdown(http: dict[str, Any]) -> str:
         f"HTTP: `towerkit rec serve --model {http['model']}` ({http['uri']}, "
         f"{rows[0]['n_candidates']:,} real candidates), {http['concurrency']} concurrent "
         f"loopback clients for {http['seconds']:.0f} s each after a warm-up, POST /recommend "
-        "{user_id, k: 10} for random known users, seen items excluded:",
+        "{user_id, k: 10} for random known users, seen items excluded. Server and client CPU "
+        "time per request are the two processes' user + system seconds over the measured "
+        "window divided by its requests."
+        + (f" Model: {http['model_source']}" if http.get("model_source") else ""),
         "",
         "| index | params | recall@10 held-out | requests | errors | requests/s | p50 ms | p99 ms "
         "| server CPU ms / request | client CPU ms / request | requests/s vs exact "
@@ -416,6 +419,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http-seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--parts", default="index,http", help="index, http or index,http")
+    parser.add_argument("--model-source", default="", help="how --model was trained (a note)")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -483,6 +487,7 @@ def http_part(model: str, args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "seconds": args.http_seconds,
         "runs": runs,
+        "model_source": args.model_source,
     }
 
 
