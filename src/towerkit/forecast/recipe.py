@@ -178,11 +178,14 @@ def train(
         run_dir=run_dir,
         eval_fn=lambda m: _val_metrics(_unwrap(m), data),
     )
+    cpu_started = time.process_time()
     fit = trainer.fit()
+    cpu_seconds = time.process_time() - cpu_started  # wall time stretches on a shared machine
     val = _val_metrics(model, data)
     metrics = {f"val_{k}": v for k, v in val.items()}
     metrics.update(
         train_seconds=float(fit.train_seconds),
+        train_cpu_seconds=float(cpu_seconds),
         train_steps=float(fit.global_step),
         train_windows=float(len(data.train.arrays.pairs)),
         parameters=float(model.num_parameters()),
