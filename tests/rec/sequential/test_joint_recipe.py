@@ -43,7 +43,7 @@ def test_ur4rec_recipe_on_movielens(
     names = [r["variant"] for r in rows]
     assert names[:2] == ["SASRec alone", "text retriever alone"]
     assert names[2].startswith("weighted sum (alpha ") and names[3].startswith("rerank top-50")
-    assert names[4] == "learned gate (joint training)"
+    assert names[4] == "learned gate"
     gate = rows[4]
     assert gate["ndcg@10"] == pytest.approx(metrics["test_ndcg@10"])  # the model's own fusion
     assert gate["diff_low"] <= gate["diff"] <= gate["diff_high"]

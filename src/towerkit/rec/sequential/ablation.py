@@ -51,7 +51,7 @@ def ablation_rows(
         label = "weighted sum" if strategy == "weighted" else f"rerank top-{k}"
         variants.append((f"{label} (alpha {best} on valid)", strategy, best))
     if model.config.fusion.strategy == "gate":  # a gate only means something once trained
-        variants.append(("learned gate (joint training)", "gate", None))
+        variants.append(("learned gate", "gate", None))
     results: list[tuple[str, Strategy, float | None, EvalResult]] = []
     for name, strategy, alpha in variants:
         scorer = ur4rec_scorer(model, strategy, alpha)
