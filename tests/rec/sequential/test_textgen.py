@@ -120,6 +120,8 @@ def test_cache_key_covers_backend_prompt_and_input() -> None:
     from towerkit.rec.sequential.textgen.requests import item_request
 
     assert item_request("i0", {"title": "Item 0"}, prompts).cache_key("x") != a.cache_key("x")
+    longer = load_prompts(PROMPTS, ["item.max_new_tokens=99"])
+    assert item_request("i0", {"title": "Item 0"}, longer).cache_key("x") != a.cache_key("x")
 
 
 def test_limit_sends_only_the_first_requests_and_fills_the_rest(tmp_path: Path) -> None:

@@ -33,9 +33,17 @@ class TextRequest:
     max_chars: int
 
     def cache_key(self, backend: str) -> str:
-        """sha256 of everything that decides the output: backend/model, prompt and input."""
+        """sha256 of everything that decides the output: backend/model, prompt, input, length."""
         blob = json.dumps(
-            [backend, self.kind, self.system, self.prompt, self.template, dict(self.fields)],
+            [
+                backend,
+                self.kind,
+                self.system,
+                self.prompt,
+                self.template,
+                dict(self.fields),
+                self.max_new_tokens,
+            ],
             sort_keys=True,
             ensure_ascii=False,
         )
