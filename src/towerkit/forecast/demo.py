@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from towerkit.core.errors import TowerkitError
 from towerkit.core.report import DemoSection
 
@@ -28,9 +30,16 @@ def run_demo(out_dir: Path) -> list[DemoSection]:
     metrics = {f"test_{k}": v for k, v in backtest.overall("dual tower").items() if k != "n_series"}
     for method, scores in backtest.scores.items():
         if method != "dual tower":
-            metrics[f"test_mase[{method}]"] = scores["overall"]["mase"]
+            slug = method.replace("dual tower, ", "").replace(" ", "_")
+            metrics[f"test_mase_{slug}"] = scores["overall"]["mase"]  # no [..]: Rich markup
     metrics.update({k: v for k, v in result.metrics.items() if k.startswith(("val_", "train_"))})
-    repo = result.data.panel.repos[0]
+    panel = result.data.panel
+    history = panel.end - panel.first + 1
+    activity = panel.values[:, panel.end, panel.features.index("activity")]
+    busiest = max(
+        np.flatnonzero(history >= result.config.data.min_history), key=lambda r: activity[r]
+    )
+    repo = panel.repos[int(busiest)]
     _, _, png = forecast_repo(
         result.model, result.data, repo, result.run_dir / "predict" / "example.png"
     )
