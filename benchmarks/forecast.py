@@ -157,7 +157,7 @@ def main() -> None:
     lines += [
         f"Training: text model {with_text.metrics['train_seconds']:.0f} s "
         f"({int(with_text.metrics['train_steps'])} steps), no-text model "
-        f"{no_text.metrics['train_seconds']:.0f} s; baselines "
+        f"{no_text.metrics['train_seconds']:.0f} s; backtest "
         + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
         + f". Per-target MASE and plots: `{out.relative_to(ROOT)}/`.",
     ]
