@@ -117,7 +117,10 @@ def _sft_args(config: FinetuneConfig, run_dir: Path) -> Any:
         learning_rate=config.lr,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the steps
         lr_scheduler_type="cosine",
-        logging_steps=config.logging_steps,
+        # a run shorter than the logging interval still logs (and plots) its loss
+        logging_steps=min(config.logging_steps, config.max_steps)
+        if config.max_steps > 0
+        else config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
