@@ -31,3 +31,14 @@ def test_mypy_on_src_is_clean() -> None:
     result = run(str(BIN / "mypy"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Success" in result.stdout
+
+
+def test_test_module_names_are_unique() -> None:
+    """tests/ has no __init__.py files, so pytest imports every test module by its bare name:
+    two test_cli.py in different folders break collection of the whole suite."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name == "conftest.py" or path.name == "__init__.py":
+            continue
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a module name"
+        seen[path.name] = path
