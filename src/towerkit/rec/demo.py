@@ -6,6 +6,8 @@
     export   -> Parquet export of the store (out_dir/export)
     train    -> the quick two-tower recipe on the export, registered as rec-two-tower
     evaluate -> the registered version reloaded by reference and evaluated again (same split)
+    serve, export-model -> towerkit.rec.serving.demo_steps
+    abtest   -> a one-step challenger against the trained model (towerkit.rec.abtest.demo_steps)
 
 Later parts of the path (serving, ONNX / Core ML export, A/B simulation) add their steps by
 appending ``(name, function)`` to ``STEPS``; a step reads what earlier steps left on the context
@@ -101,12 +103,20 @@ def evaluate_step(ctx: DemoContext) -> None:
     ctx.notes.append(f"evaluate {bundle.label}: recall@50 {again:.4f}, the same as at training")
 
 
+def _later_steps() -> list[tuple[str, DemoStep]]:
+    # imported here: those modules refer back to DemoContext
+    from towerkit.rec.abtest.demo_steps import abtest_step
+    from towerkit.rec.serving.demo_steps import STEPS as SERVING_STEPS
+
+    return [*SERVING_STEPS, ("abtest", abtest_step)]
+
+
 STEPS: list[tuple[str, DemoStep]] = [
     ("seed-db", seed_step),
     ("export", export_step),
     ("train", train_step),
     ("evaluate", evaluate_step),
-    # serving, ONNX / Core ML export and A/B simulation append their steps here
+    *_later_steps(),  # serve, export-model, abtest
 ]
 
 

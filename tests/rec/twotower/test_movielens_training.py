@@ -1,5 +1,5 @@
 """The quick recipe on real MovieLens-100K, through the demo path: seed-db -> export -> train ->
-evaluate -> register. Slow: about a minute or two on 2 free cores (MiniLM titles included)."""
+evaluate -> register -> serve -> export-model -> A/B simulate. Slow: about a minute or two on 2 free cores (MiniLM titles included)."""
 
 from __future__ import annotations
 
@@ -24,4 +24,14 @@ def test_quick_recipe_on_movielens(ml100k_home: Path, tmp_path: Path) -> None:
     assert any(note.startswith("evaluate rec-two-tower/1") for note in section.notes)
     version = ModelRegistry().resolve("rec-two-tower@production")
     assert version.metrics["test_two_tower_auc"] == metrics["test_auc"]
-    assert {p.name for p in section.plots} >= {"loss.png", "recall_at_k.png"}
+    assert {p.name for p in section.plots} >= {"loss.png", "recall_at_k.png", "abtest.png"}
+    # the whole path ran: served, exported, and the A/B replay told the trained model from a
+    # one-step challenger without a sample-ratio mismatch
+    assert [n.split(":")[0] for n in section.notes if n.endswith(" s")][-3:] == [
+        "serve",
+        "export-model",
+        "abtest",
+    ]
+    assert metrics["export_onnx_max_abs_diff"] < 1e-4
+    assert metrics["abtest_conversion_lift"] > 0 and metrics["abtest_conversion_p_value"] < 0.01
+    assert metrics["abtest_srm_p_value"] > 0.001
