@@ -21,8 +21,11 @@ def test_quick_recipe_on_movielens(ml100k_home: Path, tmp_path: Path) -> None:
     # the product bar on held-out future interactions, and better retrieval than popularity
     assert metrics["test_auc"] > 0.7
     assert metrics["test_recall@50"] > metrics["test_popularity_recall@50"]
-    assert any(note.startswith("evaluate rec-two-tower/1") for note in section.notes)
-    version = ModelRegistry().resolve("rec-two-tower@production")
+    # the session's registry may already hold versions from other tests: find this run's
+    registered = next(n for n in section.notes if n.startswith("train: "))
+    uri = registered.split("registered as ")[1].split(" ")[0]
+    assert any(note.startswith(f"evaluate {uri}:") for note in section.notes)
+    version = ModelRegistry().resolve(uri)
     assert version.metrics["test_two_tower_auc"] == metrics["test_auc"]
     assert {p.name for p in section.plots} >= {"loss.png", "recall_at_k.png", "abtest.png"}
     # the whole path ran: served, exported, and the A/B replay told the trained model from a
