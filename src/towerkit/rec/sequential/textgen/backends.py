@@ -8,6 +8,7 @@ environment. HTTP calls retry on 429 / 5xx / connection errors with exponential 
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ class TemplateBackend:
         return [r.template.format(**r.fields) for r in requests]
 
 
-class _HttpBackend:
+class _HttpBackend(abc.ABC):
     provider = ""
     default_url = ""
     default_key_env = ""
@@ -74,14 +75,17 @@ class _HttpBackend:
         self.identity = f"{self.provider}:{config.model}:t={config.temperature}"
         self.client = httpx.Client(timeout=config.timeout_s)
 
+    @abc.abstractmethod
     def _headers(self, key: str) -> dict[str, str]:
-        raise NotImplementedError
+        """Provider-specific; each subclass gives its own."""
 
+    @abc.abstractmethod
     def _body(self, request: TextRequest) -> dict[str, Any]:
-        raise NotImplementedError
+        """Provider-specific; each subclass gives its own."""
 
+    @abc.abstractmethod
     def _text(self, reply: Any) -> str:
-        raise NotImplementedError
+        """Provider-specific; each subclass gives its own."""
 
     url_path = ""
 
