@@ -46,6 +46,7 @@ NOTE = (
 GOALS: dict[str, tuple[str, float, float | None]] = {
     "vision-full": ("test_accuracy", 0.92, 600.0),
     "audio-full": ("test_accuracy", 0.97, None),
+    "concept-full": ("test_speech_to_image_top1", 0.90, None),
 }
 
 
@@ -248,11 +249,11 @@ def markdown(
         mean = sum(f["metrics"]["test_accuracy"] for f in folds) / len(folds)
         base_mean = sum(f["baselines"][0]["metrics"]["accuracy"] for f in folds) / len(folds)
         lines.append(f"| **mean** | **{mean:.4f}** | {base_mean:.4f} |")
-    lines += [
-        "",
-        f"- command: `{command}`",
-        f"- results: `{RESULTS.relative_to(ROOT)}` (per-run directories listed there)",
-    ]
+    # results merge across runs (--families), so name every command that produced a row
+    commands = dict.fromkeys(r.get("command", command) for r in results)
+    lines += [""]
+    lines += [f"- command: `{c}`" for c in commands]
+    lines += [f"- results: `{RESULTS.relative_to(ROOT)}` (per-run directories listed there)"]
     return "\n".join(lines) + "\n"
 
 
@@ -346,9 +347,12 @@ def main() -> None:
         for config in recipes_of(family)
     ]
     folds = loso(args.threads) if args.loso else []
+    command = shlex.join(["python", *sys.argv])
+    for result in results:
+        result["command"] = command
     results, folds = merge_with_earlier(results, folds)
     RESULTS.write_text(json.dumps({"results": results, "loso": folds}, indent=1, default=str))
-    text = markdown(results, folds, header, shlex.join(["python", *sys.argv]))
+    text = markdown(results, folds, header, command)
     print(text)
     if not args.no_write:
         write_section(text)
