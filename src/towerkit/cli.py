@@ -29,7 +29,9 @@ def _add_subapps() -> None:
     app.add_typer(registry_app, name="registry", help="Registered models, versions and aliases.")
     app.add_typer(data_app, name="data", help="Named datasets and pretrained models.")
     app.add_typer(zoo_app, name="zoo", help="Vision, audio, text and concept models.")
-    app.add_typer(rec_app, name="rec", help="Two-tower retrieval from an interaction store.")
+    app.add_typer(
+        rec_app, name="rec", help="Two-tower retrieval from an interaction store; sequential (seq)."
+    )
     app.add_typer(
         forecast_app, name="forecast", help="Dual-tower forecasts of OpenDigger project metrics."
     )
