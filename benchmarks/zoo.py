@@ -311,7 +311,8 @@ def write_section(text: str) -> None:
         current = current.rstrip() + "\n\n" + text
     else:
         end = current.find("\n## ", start + len(SECTION))
-        current = current[:start] + text + (current[end + 1 :] if end != -1 else "")
+        rest = "\n" + current[end + 1 :] if end != -1 else ""  # keep a blank line before it
+        current = current[:start] + text + rest
     BENCHMARKS_MD.write_text(current.rstrip() + "\n")
 
 
