@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from towerkit.core.config import config_hash, save_config
 from towerkit.core.io import write_json_atomic
@@ -55,3 +55,25 @@ def finish_run(
         registry.set_alias(register_as, alias, version.version)
         version = registry.get(register_as, version.version)
     return version
+
+
+Promote = Literal["auto", "always", "never"]
+PRODUCTION = "production"
+
+
+def maybe_promote(
+    registry: ModelRegistry, version: ModelVersion, metric: str, promote: Promote
+) -> bool:
+    """Point ``production`` at ``version``: ``always``; ``never``; or ``auto``, unless the current
+    production version is better on ``metric`` (higher is better). True when it moved."""
+    if promote == "never":
+        return False
+    if promote == "auto":
+        current = registry.get_model(version.name).aliases.get(PRODUCTION)
+        if current is not None:
+            champion = registry.get(version.name, current).metrics.get(metric)
+            challenger = version.metrics.get(metric)
+            if champion is not None and (challenger is None or challenger < champion):
+                return False
+    registry.set_alias(version.name, PRODUCTION, version.version)
+    return True

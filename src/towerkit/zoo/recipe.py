@@ -18,14 +18,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from towerkit.core.config import load_config
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
 from towerkit.core.model import BaseModel
 from towerkit.core.registry import ModelRegistry, ModelVersion, parse_ref
-from towerkit.core.run import finish_run, start_run
+from towerkit.core.run import Promote, finish_run, maybe_promote, start_run
 from towerkit.zoo.families import (
     FAMILY_MODULES,
     Evaluation,
@@ -37,9 +37,6 @@ from towerkit.zoo.families import (
     registry_name,
 )
 from towerkit.zoo.plots import confusion_matrix_png
-
-Promote = Literal["auto", "always", "never"]
-PRODUCTION = "production"
 
 
 @dataclass
@@ -159,7 +156,7 @@ def train(
     )
     if version is None:  # finish_run returns None only without register_as
         raise TowerkitError(f"{run_dir}: the run was not registered")
-    promoted = _maybe_promote(registry, version, family, promote)
+    promoted = maybe_promote(registry, version, f"test_{family.headline_metric()}", promote)
     plots = _plots(family, model, data, test, run_dir)
     exports = export_model(model, family, data, run_dir / "export") if export else []
     return RecipeResult(
@@ -174,25 +171,6 @@ def train(
         seconds=time.perf_counter() - started,
         example=family.example_input(data, run_dir / "examples"),
     )
-
-
-def _maybe_promote(
-    registry: ModelRegistry, version: ModelVersion, family: Family, promote: Promote
-) -> bool:
-    """``auto``: point ``production`` at the new version when it has none yet, or when the new
-    test headline metric is at least the current production version's."""
-    if promote == "never":
-        return False
-    if promote == "auto":
-        key = f"test_{family.headline_metric()}"
-        current = registry.get_model(version.name).aliases.get(PRODUCTION)
-        if current is not None:
-            champion = registry.get(version.name, current).metrics.get(key)
-            challenger = version.metrics.get(key)
-            if champion is not None and (challenger is None or challenger < champion):
-                return False
-    registry.set_alias(version.name, PRODUCTION, version.version)
-    return True
 
 
 def _plots(

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -24,7 +24,7 @@ from towerkit.core.io import write_json_atomic
 from towerkit.core.model import create_model
 from towerkit.core.paths import repo_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
-from towerkit.core.run import finish_run, start_run
+from towerkit.core.run import Promote, finish_run, maybe_promote, start_run
 from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
 from towerkit.rec.twotower.baselines import fit_baselines
 from towerkit.rec.twotower.config import REGISTRY_NAME, TwoTowerRecipe
@@ -37,8 +37,6 @@ from towerkit.rec.twotower.sources import load_data
 from towerkit.rec.twotower.text import CachedSentenceEncoder
 from towerkit.rec.twotower.training import TwoTowerLoss
 
-Promote = Literal["auto", "always", "never"]
-PRODUCTION = "production"
 TWO_TOWER = "two_tower"
 SPLIT_FILE = "split.json"
 
@@ -192,7 +190,7 @@ def train(
         tags={"recipe": config.recipe, "arch": config.arch}, registry=registry,
     )  # fmt: skip
     assert version is not None
-    promoted = _maybe_promote(registry, version, config.eval.headline, promote)
+    promoted = maybe_promote(registry, version, f"test_{TWO_TOWER}_{config.eval.headline}", promote)
     write_json_atomic(
         run_dir / "evaluation.json",
         {"test": test_table, "val": val_table, "data": prepared.describe()},
@@ -227,25 +225,6 @@ def _ratios(table: dict[str, dict[str, float]], headline: str) -> dict[str, floa
             if metric in ours and row.get(metric):
                 out[f"test_ratio_{metric}_vs_{name}"] = ours[metric] / row[metric]
     return out
-
-
-def _maybe_promote(
-    registry: ModelRegistry, version: ModelVersion, headline: str, promote: Promote
-) -> bool:
-    """``auto``: production moves to the new version unless the current one is better on the
-    test headline metric."""
-    if promote == "never":
-        return False
-    if promote == "auto":
-        key = f"test_{TWO_TOWER}_{headline}"
-        current = registry.get_model(version.name).aliases.get(PRODUCTION)
-        if current is not None:
-            champion = registry.get(version.name, current).metrics.get(key)
-            challenger = version.metrics.get(key)
-            if champion is not None and (challenger is None or challenger < champion):
-                return False
-    registry.set_alias(version.name, PRODUCTION, version.version)
-    return True
 
 
 def save_split(run_dir: Path, prepared: PreparedData) -> None:
