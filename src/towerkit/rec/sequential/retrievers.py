@@ -17,8 +17,9 @@ learned ``gated`` mix. Items without an image (``image_mask`` False) use the tex
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,39 @@ def _history_mean(vectors: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
     return total / keep.sum(1).clamp(min=1.0)
 
 
+class _UserTextRetriever(BaseModel, abc.ABC):
+    """What both retrievers share: a user is the projection of their preference-text embedding
+    (plus, optionally, the mean of their history's item vectors), scored against every item."""
+
+    config: Any
+    user_text: torch.Tensor
+    user_proj: nn.Module
+    dropout: nn.Module
+
+    @abc.abstractmethod
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items + 1, dim]: row 0 is padding."""
+
+    def user_vector(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        vector = self.user_proj(self.dropout(_user_text(self.user_text, users)))
+        if self.config.use_history and history is not None:
+            table = items if items is not None else self.item_vectors()
+            vector = vector + _history_mean(table, history)
+        return vector
+
+    def score_all(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        items = self.item_vectors()
+        return _mask_padding(self.user_vector(users, history, items) @ items.T)
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        return self.score_all(users, history)
+
+
 @dataclass
 class TextRetrieverConfig:
     n_items: int = 0
@@ -70,7 +104,7 @@ class TextRetrieverConfig:
         _check(0.0 <= self.dropout < 1.0, "text retriever: dropout: expected [0, 1)")
 
 
-class TextPreferenceRetriever(BaseModel):
+class TextPreferenceRetriever(_UserTextRetriever):
     config_class = TextRetrieverConfig
     config: TextRetrieverConfig
     user_text: torch.Tensor
@@ -111,25 +145,6 @@ class TextPreferenceRetriever(BaseModel):
         keep[0] = 0.0
         return vectors * keep
 
-    def user_vector(
-        self,
-        users: torch.Tensor,
-        history: torch.Tensor | None = None,
-        items: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        vector = self.user_proj(self.dropout(_user_text(self.user_text, users)))
-        if self.config.use_history and history is not None:
-            table = items if items is not None else self.item_vectors()
-            vector = vector + _history_mean(table, history)
-        return vector
-
-    def score_all(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
-        items = self.item_vectors()
-        return _mask_padding(self.user_vector(users, history, items) @ items.T)
-
-    def forward(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
-        return self.score_all(users, history)
-
 
 @dataclass
 class MultimodalRetrieverConfig:
@@ -152,7 +167,7 @@ class MultimodalRetrieverConfig:
         _check(self.fusion in ("concat", "add", "gated"), "multimodal: fusion: concat|add|gated")
 
 
-class MultimodalRetriever(BaseModel):
+class MultimodalRetriever(_UserTextRetriever):
     config_class = MultimodalRetrieverConfig
     config: MultimodalRetrieverConfig
     user_text: torch.Tensor
@@ -250,25 +265,6 @@ class MultimodalRetriever(BaseModel):
             index = items if items is not None else torch.arange(fused.shape[0])
             fused = fused + self.item_id(index.to(fused.device))
         return fused
-
-    def user_vector(
-        self,
-        users: torch.Tensor,
-        history: torch.Tensor | None = None,
-        items: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        vector = self.user_proj(self.dropout(_user_text(self.user_text, users)))
-        if self.config.use_history and history is not None:
-            table = items if items is not None else self.item_vectors()
-            vector = vector + _history_mean(table, history)
-        return vector
-
-    def score_all(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
-        items = self.item_vectors()
-        return _mask_padding(self.user_vector(users, history, items) @ items.T)
-
-    def forward(self, users: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
-        return self.score_all(users, history)
 
 
 def consistency_pair(
