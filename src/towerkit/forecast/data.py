@@ -75,9 +75,8 @@ class ForecastData:
     embeddings: EmbeddingCache
 
     def windows(self, cutoffs: list[int]) -> WindowArrays:
-        c = self.config
-        pairs = window_index(self.panel, cutoffs, c.min_history, c.horizon)
-        return build_windows(self.panel, pairs, c.lookback, c.horizon, self.target_idx)
+        """Windows at these cutoffs, scaled the way the training windows were."""
+        return split_windows(self.panel, cutoffs, self.config, self.target_idx)
 
     config: ForecastDataConfig = field(default_factory=ForecastDataConfig)
 
