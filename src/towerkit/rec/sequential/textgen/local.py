@@ -1,14 +1,12 @@
 """The local backend: a Hugging Face causal LM (default SmolLM2-135M-Instruct) writing in padded
 batches with its chat template, greedy unless a temperature is set.
 
-A GGUF checkpoint is de-quantised once and kept as float32 safetensors under
-``TOWERKIT_HOME/rec/llm/``: converting its tokenizer and tensors takes minutes on a busy CPU,
-loading the converted copy seconds.
+A GGUF checkpoint is de-quantised once by ``towerkit.core.hf_gguf`` and kept as float32
+safetensors under ``TOWERKIT_HOME/gguf/`` (shared with repotune's copy of the same file).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +14,7 @@ from typing import Any
 
 import torch
 
-from towerkit.core.errors import TowerkitError
-from towerkit.core.io import atomic_dir
-from towerkit.core.paths import towerkit_home
+from towerkit.core.hf_gguf import hf_folder
 from towerkit.rec.assets import TEXTGEN_LLM as DEFAULT_LLM
 from towerkit.rec.sequential.textgen.backends import BackendConfig
 from towerkit.rec.sequential.textgen.requests import TextRequest
@@ -31,39 +27,7 @@ def resolve_model_folder(name: str) -> Path:
         from towerkit.rec.assets import fetch
 
         folder = Path(fetch(name))
-    if (folder / "config.json").is_file():
-        return folder
-    ggufs = sorted(folder.glob("*.gguf"))
-    if not ggufs:
-        raise TowerkitError(f"textgen hf: {folder}: no config.json and no .gguf file")
-    return _dequantised(ggufs[0])
-
-
-def _dequantised(source: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    stat = source.stat()
-    key = f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    target = towerkit_home() / "rec" / "llm" / f"{source.stem}-{digest}"
-    if (target / "config.json").is_file():
-        return target
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        source.parent, gguf_file=source.name, dtype=torch.float32
-    )
-    # transformers marks GGUF-loaded models as quantised and will not save them, although the
-    # tensors are float32 by now: copy them into a plain model of the same config
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config = loaded.generation_config
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return target
+    return hf_folder(folder, what="textgen hf:")
 
 
 class HFBackend:
