@@ -56,7 +56,7 @@ def test_too_short_for_the_cutoffs() -> None:
         make_splits(20, HORIZON, n_val=6, n_test=12, lookback_min=6)
 
 
-@pytest.mark.parametrize("scaling", ["log", "naive"])
+@pytest.mark.parametrize("scaling", ["log", "naive", "mase"])
 def test_scaling_round_trip_is_exact(scaling: Scaling) -> None:
     rng = np.random.default_rng(0)
     x = rng.gamma(0.5, 200.0, size=(5, 24, 4))
@@ -74,7 +74,7 @@ def test_scaling_round_trip_is_exact(scaling: Scaling) -> None:
     assert np.isfinite(present).all()
 
 
-@pytest.mark.parametrize("scaling", ["log", "naive"])
+@pytest.mark.parametrize("scaling", ["log", "naive", "mase"])
 def test_window_targets_invert_to_the_true_values(panel: Panel, scaling: Scaling) -> None:
     targets = panel.target_indices(TARGETS)
     pairs = window_index(panel, [20, 25], min_history=6, horizon=HORIZON)
@@ -91,7 +91,7 @@ def test_window_targets_invert_to_the_true_values(panel: Panel, scaling: Scaling
         assert np.array_equal(known, ~np.isnan(truth))  # missing files are masked
 
 
-@pytest.mark.parametrize("scaling", ["log", "naive"])
+@pytest.mark.parametrize("scaling", ["log", "naive", "mase"])
 def test_test_windows_are_scaled_like_training_windows(
     corpus: Path, tmp_path: Path, scaling: Scaling, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,3 +115,15 @@ def test_test_windows_are_scaled_like_training_windows(
     expected = build_windows(data.panel, pairs, config.lookback, HORIZON, data.target_idx, scaling)
     np.testing.assert_array_equal(test.x, expected.x)
     np.testing.assert_array_equal(test.std, expected.std)
+
+
+def test_mase_scale_is_the_metric_denominator(panel: Panel) -> None:
+    from towerkit.forecast.backtest import build_rows
+
+    targets = panel.target_indices(TARGETS)
+    pairs = window_index(panel, [20, 27], min_history=6, horizon=HORIZON)
+    windows = build_windows(panel, pairs, 12, HORIZON, targets, "mase")
+    rows = build_rows(panel, pairs, targets, HORIZON)
+    expected = np.array([np.abs(np.diff(h)).mean() for h in rows.histories])
+    got = windows.std[rows.window, np.asarray(targets)[rows.target]]
+    np.testing.assert_allclose(got, expected)

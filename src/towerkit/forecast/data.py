@@ -37,7 +37,7 @@ class ForecastDataConfig:
     n_val_cutoffs: int = 6
     n_test_cutoffs: int = 12
     train_stride: int = 1  # >1: every k-th training cutoff (quick runs)
-    scaling: Scaling = "log"  # log: log1p + standardise; naive: centre / mean abs change
+    scaling: Scaling = "log"  # log: log1p + standardise; naive / mase: centre / mean abs change
 
 
 def table_path(config: ForecastDataConfig) -> Path:

@@ -12,8 +12,10 @@ selection (validation) never sees a month the test forecasts from its own cutoff
 
 Scaling is per window and per series, from the look-back window only. ``log``: ``z = (slog(x)
 - mean) / std`` with ``slog(x) = sign(x) log1p(|x|)``; ``naive``: ``z = (x - mean) / s`` with
-``s`` the mean absolute month-to-month change (the scale MASE uses). :func:`inverse_scale`
-undoes either exactly.
+``s`` the look-back's mean absolute month-to-month change; ``mase``: the same centre, but ``s``
+is the mean absolute change over the series' whole history up to the cutoff, which is exactly
+MASE's denominator, so the median's pinball loss in scaled space is the row's MASE (up to a
+constant). :func:`inverse_scale` undoes each exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from towerkit.forecast.dataset import Panel
 
 MIN_STD = 0.05  # in log space: a flat look-back must not blow tiny changes up
 NAIVE_MIN_SCALE = 0.01
-Scaling = Literal["log", "naive"]
+Scaling = Literal["log", "naive", "mase"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def sexp(y: np.ndarray) -> np.ndarray:
 
 def fit_scale(history: np.ndarray, scaling: Scaling = "log") -> tuple[np.ndarray, np.ndarray]:
     """Per-series (centre, scale) over the non-NaN months of history (..., L, F)."""
-    if scaling == "naive":
+    if scaling in ("naive", "mase"):
         return _fit_naive(history)
     logged = slog(history)
     present = ~np.isnan(logged)
@@ -133,6 +135,24 @@ def inverse_scale(
     return sexp(out) if scaling == "log" else out
 
 
+def whole_history_scale(panel: Panel, pairs: np.ndarray) -> np.ndarray:
+    """(N, F) mean absolute month-to-month change of each series from its first month up to
+    the window's cutoff (MASE's in-sample naive scale), floored at ``NAIVE_MIN_SCALE``."""
+    n_features = len(panel.features)
+    steps = np.abs(np.diff(panel.values, axis=1))  # (R, M - 1, F), NaN before a repo's start
+    known = ~np.isnan(steps)
+    sums = np.concatenate(
+        [np.zeros((len(panel.repos), 1, n_features)), np.cumsum(np.where(known, steps, 0), 1)], 1
+    )
+    counts = np.concatenate(
+        [np.zeros((len(panel.repos), 1, n_features)), np.cumsum(known, axis=1)], axis=1
+    )
+    repo, cutoff = pairs[:, 0], pairs[:, 1]
+    total, count = sums[repo, cutoff], counts[repo, cutoff]  # changes up to the cutoff month
+    scale = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return np.maximum(scale, NAIVE_MIN_SCALE)
+
+
 @dataclass
 class WindowArrays:
     """Model inputs and targets of N windows (float32, scaled), plus what inverts them."""
@@ -165,6 +185,8 @@ def build_windows(
         ahead = panel.values[r, c + 1 : c + 1 + horizon]  # short at the corpus's end
         future[i, : len(ahead)] = ahead
     mean, std = fit_scale(history, scaling)
+    if scaling == "mase":
+        std = whole_history_scale(panel, pairs)
     scaled = apply_scale(history, mean, std, scaling)
     present = ~np.isnan(scaled)
     months = panel.month0 + pairs[:, 1:2] - np.arange(lookback)[::-1][None, :]
