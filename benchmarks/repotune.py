@@ -107,7 +107,7 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         SECTION,
         "",
-        f"`OMP_NUM_THREADS=2 .venv/bin/python {results['command']}` on {results['machine']}, {results['date']}. "
+        f"`OMP_NUM_THREADS={results.get('omp_threads', 2)} .venv/bin/python {results['command']}` on {results['machine']}, {results['date']}. "
         "The machine was shared with other jobs, so wall times are upper bounds.",
         "",
         "| measure | towerkit | design target | ratio |",
@@ -180,6 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": _machine(), "date": dt.date.today().isoformat()}
     results["command"] = " ".join(["benchmarks/repotune.py", *sys.argv[1:]])
+    results["omp_threads"] = os.environ.get("OMP_NUM_THREADS", "unset")
     results["analysis"] = bench_analysis_and_generation()
     print(json.dumps(results["analysis"], indent=2))
     if not args.skip_finetune:
