@@ -10,7 +10,7 @@ Every repository shares the same cutoffs:
 So no window has a target month after the cutoff of the split that follows it, and model
 selection (validation) never sees a month the test forecasts from its own cutoff onward.
 
-Scaling is per window and per series, from the look-back window only. ``log``: ``z = (slog(x)
+Scaling is per window and per series, from months up to the window's cutoff only. ``log``: ``z = (slog(x)
 - mean) / std`` with ``slog(x) = sign(x) log1p(|x|)``; ``naive``: ``z = (x - mean) / s`` with
 ``s`` the look-back's mean absolute month-to-month change; ``mase``: the same centre, but ``s``
 is the mean absolute change over the series' whole history up to the cutoff, which is exactly
