@@ -10,9 +10,9 @@ Every repository shares the same cutoffs:
 So no window has a target month after the cutoff of the split that follows it, and model
 selection (validation) never sees a month the test forecasts from its own cutoff onward.
 
-Scaling is per window and per series, from months up to the window's cutoff only. ``log``: ``z = (slog(x)
-- mean) / std`` with ``slog(x) = sign(x) log1p(|x|)``; ``naive``: ``z = (x - mean) / s`` with
-``s`` the look-back's mean absolute month-to-month change; ``mase``: the same centre, but ``s``
+Scaling is per window and per series, from months up to the window's cutoff only. ``log``:
+``z = (slog(x) - mean) / std`` with ``slog(x) = sign(x) log1p(|x|)``; ``naive``:
+``z = (x - mean) / s`` with ``s`` the look-back's mean absolute month-to-month change; ``mase``: the same centre, but ``s``
 is the mean absolute change over the series' whole history up to the cutoff, which is exactly
 MASE's denominator, so the median's pinball loss in scaled space is the row's MASE (up to a
 constant). :func:`inverse_scale` undoes each exactly.
@@ -138,15 +138,11 @@ def inverse_scale(
 def whole_history_scale(panel: Panel, pairs: np.ndarray) -> np.ndarray:
     """(N, F) mean absolute month-to-month change of each series from its first month up to
     the window's cutoff (MASE's in-sample naive scale), floored at ``NAIVE_MIN_SCALE``."""
-    n_features = len(panel.features)
     steps = np.abs(np.diff(panel.values, axis=1))  # (R, M - 1, F), NaN before a repo's start
     known = ~np.isnan(steps)
-    sums = np.concatenate(
-        [np.zeros((len(panel.repos), 1, n_features)), np.cumsum(np.where(known, steps, 0), 1)], 1
-    )
-    counts = np.concatenate(
-        [np.zeros((len(panel.repos), 1, n_features)), np.cumsum(known, axis=1)], axis=1
-    )
+    month_zero = ((0, 0), (1, 0), (0, 0))  # running totals indexed by month: none up to month 0
+    sums = np.pad(np.cumsum(np.where(known, steps, 0.0), axis=1), month_zero)
+    counts = np.pad(np.cumsum(known, axis=1), month_zero)
     repo, cutoff = pairs[:, 0], pairs[:, 1]
     total, count = sums[repo, cutoff], counts[repo, cutoff]  # changes up to the cutoff month
     scale = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
