@@ -1,12 +1,13 @@
 """Two tiny two-tower models really trained on slices of MovieLens-100K, registered in a
-session-wide registry: version 1 on the first 60 users, version 2 (production) on the first 40,
-so the two differ in their candidates and a rollback is visible in /health."""
+session-wide registry: version 1 on the first 60 users without swipe histories (static user
+features and ids), version 2 (production) on the first 40 with the quick recipe's histories, so
+the two differ in their candidates and a rollback is visible in /health."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from serving_models import NAME, TINY, TinyModels, first_users
+from serving_models import NAME, STATIC, TINY, TinyModels, first_users
 
 from towerkit.core.registry import ModelRegistry
 from towerkit.rec.store.movielens import MovieLens
@@ -23,10 +24,10 @@ def tiny_models(ml100k: MovieLens, tmp_path_factory: pytest.TempPathFactory) -> 
     torch.set_num_threads(1)
     versions = []
     try:
-        for n_users in (60, 40):
+        for n_users, extra in ((60, STATIC), (40, [])):
             outcome = train(
                 None,
-                TINY,
+                [*TINY, *extra],
                 data=movielens_frames(first_users(ml100k, n_users)),
                 promote="always",
                 registry=registry,

@@ -28,6 +28,13 @@ TINY = [
     "eval.headline=recall@10",
     "trainer.early_stopping_metric=recall@10",
 ]
+# the quick recipe reads swipe histories; version 1 is trained without, so both kinds are served
+STATIC = [
+    "features.history_len=0",
+    "model.user_bias=false",
+    "model.like_head=false",
+    "model.query_ids=true",
+]
 NAME = REGISTRY_NAME
 
 

@@ -103,6 +103,21 @@ def test_user_described_by_features_and_extra_exclusions(
     assert_same_ranking(second, brute_force(bundle, query, 5, dropped))
 
 
+def test_a_new_user_with_swipes_gets_their_history_read_and_excluded(
+    client: TestClient, bundle: TwoTowerBundle
+) -> None:
+    assert bundle.history_len > 0  # production was trained with the quick recipe's histories
+    features = {"age": 25, "gender": "M", "occupation": "student", "zip_prefix": "5"}
+    plain = client.post("/recommend", json={"features": features, "k": 8}).json()["items"]
+    liked = [plain[0]["item_id"], plain[1]["item_id"]]
+    passed = [plain[2]["item_id"]]
+    body = {"features": features, "k": 8, "liked": liked, "passed": passed}
+    got = client.post("/recommend", json=body).json()["items"]
+    query = bundle.query_embedding_from_features(features, liked, passed)
+    assert not np.allclose(query, bundle.query_embedding_from_features(features))
+    assert_same_ranking(got, brute_force(bundle, query, 8, {*liked, *passed}))
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_index_serves_and_fills_k_past_what_it_finds(
     tiny_models: TinyModels, bundle: TwoTowerBundle, kind: str
@@ -132,6 +147,8 @@ def test_approximate_index_serves_and_fills_k_past_what_it_finds(
         ({"user_id": "1", "top_k": 5}, 422, "body.top_k: Extra inputs are not permitted"),
         ({"user_id": "999999"}, 404, "user_id '999999' is not one of the model's 40 users"),
         ({"features": {"agee": 3}}, 422, "features: unknown key 'agee'"),
+        ({"user_id": "1", "liked": ["1"]}, 422, "body: liked / passed describe a user afresh"),
+        ({"features": {}, "liked": ["nope"]}, 422, "liked: item 'nope' is not in the model's"),
     ],
 )
 def test_bad_requests_get_4xx_with_a_reason(

@@ -14,7 +14,7 @@ from towerkit.rec.twotower.losses import (
     pointwise_bce_loss,
     sampled_softmax_loss,
 )
-from towerkit.rec.twotower.model import TowerSpec, TwoTowerConfig, TwoTowerModel
+from towerkit.rec.twotower.model import TowerOutput, TowerSpec, TwoTowerConfig, TwoTowerModel
 
 
 def _unit(rows: list[list[float]]) -> torch.Tensor:
@@ -120,9 +120,11 @@ def test_pointwise_bce_on_the_like_logit() -> None:
         model.bce_bias.fill_(-1.0)
     query = _unit([[1, 0], [0, 1]])
     cands = _unit([[1, 0], [1, 0]])
-    item_bias = torch.tensor([0.5, -0.5])
-    logits = model.like_logits(query, cands, item_bias)
-    assert logits.tolist() == pytest.approx([5.0 + 0.5 - 1.0, 0.0 - 0.5 - 1.0])
+    item_bias, user_bias = torch.tensor([0.5, -0.5]), torch.tensor([0.25, 0.0])
+    logits = model.like_logits(
+        TowerOutput(query, user_bias, query), TowerOutput(cands, item_bias, cands)
+    )
+    assert logits.tolist() == pytest.approx([5.0 + 0.5 + 0.25 - 1.0, 0.0 - 0.5 - 1.0])
     labels = torch.tensor([1.0, 0.0])
     got = pointwise_bce_loss(logits, labels)
     p = torch.sigmoid(logits)

@@ -26,6 +26,14 @@ class RecommendRequest(BaseModel):
     features: dict[str, Any] | None = Field(
         None, description="user feature values (a new user, or a known one described afresh)"
     )
+    liked: list[str | int] = Field(
+        default_factory=list,
+        description="with features: the items the user liked so far, oldest first (a history "
+        "model reads them; they are never recommended back)",
+    )
+    passed: list[str | int] = Field(
+        default_factory=list, description="with features: the items the user passed so far"
+    )
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = Field(True, description="leave out what user_id already swiped on")
     exclude: list[str | int] = Field(default_factory=list, description="more ids to leave out")
@@ -34,6 +42,10 @@ class RecommendRequest(BaseModel):
     def _user_or_features(self) -> RecommendRequest:
         if self.user_id is None and self.features is None:
             raise ValueError("give user_id or features (or both)")
+        if (self.liked or self.passed) and self.features is None:
+            raise ValueError(
+                "liked / passed describe a user afresh: give features too ({} will do)"
+            )
         return self
 
 
@@ -86,6 +98,8 @@ def create_app(service: RecService) -> FastAPI:
             k=body.k,
             exclude_seen=body.exclude_seen,
             exclude=[str(item) for item in body.exclude],
+            liked=[str(item) for item in body.liked],
+            passed=[str(item) for item in body.passed],
         )
         return RecommendResponse(
             model=served.bundle.label,

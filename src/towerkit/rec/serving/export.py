@@ -29,7 +29,13 @@ from torch import Tensor
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import atomic_dir
 from towerkit.core.registry import ModelRegistry
-from towerkit.rec.twotower.api import EXPORT_NAMES, INPUT_NAMES, TwoTowerBundle, load_bundle
+from towerkit.rec.twotower.api import (
+    EXPORT_NAMES,
+    HISTORY_NAMES,
+    INPUT_NAMES,
+    TwoTowerBundle,
+    load_bundle,
+)
 
 OUTPUT_NAME = "user_embedding"  # "embedding" clashes with the exporter's node names
 MANIFEST = "export.json"
@@ -56,6 +62,9 @@ class ExportOutcome:
 def query_inputs(bundle: TwoTowerBundle, rows: Tensor, names: Sequence[str]) -> tuple[Tensor, ...]:
     """The exported tower's inputs (named as in ``query_tower_for_export``) for user rows."""
     values = dict(zip(INPUT_NAMES, bundle.features.query_tables.take(rows).inputs(), strict=True))
+    history = bundle.features.query_history
+    if history is not None:
+        values.update(zip(HISTORY_NAMES, history.take(rows).inputs(), strict=True))
     by_name = {EXPORT_NAMES[key]: value for key, value in values.items()}
     return tuple(by_name[name] for name in names)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -116,27 +116,39 @@ class RecService:
         k: int = 10,
         exclude_seen: bool = True,
         exclude: Iterable[str] = (),
+        liked: Sequence[str] = (),
+        passed: Sequence[str] = (),
     ) -> tuple[Served, list[tuple[str, float]]]:
-        """Top ``k`` (item id, score), best first, without ``exclude`` and (for a known user,
-        ``exclude_seen``) the items the user already interacted with."""
+        """Top ``k`` (item id, score), best first, without ``exclude`` and (``exclude_seen``)
+        the items the user already interacted with: a known user's training interactions and
+        the ``liked`` / ``passed`` ids a request with ``features`` carries (a history model
+        also reads those as the user's history)."""
         served = self.served  # one read: a reload meanwhile does not mix two versions
         if not 1 <= k <= MAX_K:
             raise TowerkitError(f"k={k}: expected 1 <= k <= {MAX_K}")
-        query = _query_embedding(served.bundle, user_id, features)
+        query = _query_embedding(served.bundle, user_id, features, liked, passed)
         excluded = {str(item) for item in exclude}
+        if exclude_seen:
+            excluded |= set(liked) | set(passed)
         if exclude_seen and user_id is not None:
             excluded |= served.bundle.seen_items(user_id)
         return served, top_k_excluding(served, query, k, excluded)
 
 
 def _query_embedding(
-    bundle: TwoTowerBundle, user_id: str | None, features: Mapping[str, Any] | None
+    bundle: TwoTowerBundle,
+    user_id: str | None,
+    features: Mapping[str, Any] | None,
+    liked: Sequence[str] = (),
+    passed: Sequence[str] = (),
 ) -> np.ndarray:
     if features is not None:
         given = dict(features)
         if user_id is not None:
             given[bundle.features.query.id_column] = user_id
-        return bundle.query_embedding_from_features(given)[None, :]
+        return bundle.query_embedding_from_features(given, liked, passed)[None, :]
+    if liked or passed:
+        raise TowerkitError("liked / passed describe a user afresh: give features too")
     if user_id is None:
         raise TowerkitError("give user_id or features (or both)")
     if bundle.features.query_row(user_id) is None:

@@ -23,11 +23,13 @@ from towerkit.core.registry import ModelRegistry, ModelVersion
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.config import REGISTRY_NAME
 from towerkit.rec.twotower.features import SideTensors, TextEncoder
-from towerkit.rec.twotower.model import Tower, TwoTowerModel
+from towerkit.rec.twotower.history import HistoryTensors, from_item_lists
+from towerkit.rec.twotower.model import TwoTowerModel
 
 __all__ = ["QueryTowerExport", "TwoTowerBundle", "load_bundle"]
 
 INPUT_NAMES = ("ids", "cat", "multi", "num", "text")
+HISTORY_NAMES = ("history_liked", "history_passed", "history_stats")
 # names in exported graphs ("cat" would clash with the Concat node the exporter names "cat")
 EXPORT_NAMES = {
     "ids": "id_index",
@@ -35,27 +37,34 @@ EXPORT_NAMES = {
     "multi": "multi_categorical",
     "num": "numeric",
     "text": "text_vectors",
+    **{name: name for name in HISTORY_NAMES},
 }
 
 
 class QueryTowerExport(nn.Module):
     """The query tower on the tensors it really uses (inputs with a zero-size feature axis, e.g.
-    no multi-categorical user features, are left out: exporters handle empty tensors badly)."""
+    no multi-categorical user features, are left out: exporters handle empty tensors badly); a
+    history model also takes history_liked, history_passed (n, L) int64 and history_stats
+    (n, 2) float32, last."""
 
-    def __init__(self, tower: Tower, used: Sequence[str]) -> None:
+    def __init__(self, model: TwoTowerModel, used: Sequence[str]) -> None:
         super().__init__()
-        self.tower = tower
+        self.model = model
         self.used = tuple(used)
 
-    def forward(
+    def forward(  # explicit positions: torch.export does not take *args
         self,
         ids: Tensor,
         second: Tensor | None = None,
         third: Tensor | None = None,
         fourth: Tensor | None = None,
         fifth: Tensor | None = None,
+        sixth: Tensor | None = None,
+        seventh: Tensor | None = None,
+        eighth: Tensor | None = None,
     ) -> Tensor:
-        present = [t for t in (ids, second, third, fourth, fifth) if t is not None]
+        rest = (second, third, fourth, fifth, sixth, seventh, eighth)
+        present = [ids, *(t for t in rest if t is not None)]
         given = dict(zip(self.used, present, strict=True))
         n = ids.shape[0]
         empty = {
@@ -64,8 +73,11 @@ class QueryTowerExport(nn.Module):
             "num": ids.new_zeros((n, 0), dtype=torch.float32),
             "text": ids.new_zeros((n, 0, 1), dtype=torch.float32),
         }
-        args = [given.get(name, empty.get(name)) for name in INPUT_NAMES]
-        return self.tower(*args)
+        args = tuple(given.get(name, empty.get(name)) for name in INPUT_NAMES)
+        history = (
+            tuple(given[name] for name in HISTORY_NAMES) if HISTORY_NAMES[0] in given else None
+        )
+        return self.model.encode_query(args, history).embedding  # type: ignore[arg-type]
 
 
 @dataclass
@@ -88,13 +100,20 @@ class TwoTowerBundle:
 
     # --- queries -----------------------------------------------------------------------------
 
+    @property
+    def history_len(self) -> int:
+        return int(self.model.config.history_len)
+
     @torch.no_grad()
-    def _embed_query(self, tensors: SideTensors) -> np.ndarray:
+    def _embed_query(self, tensors: SideTensors, history: HistoryTensors | None) -> np.ndarray:
         self.model.eval()
-        return self.model.query_tower(*tensors.inputs()).numpy().astype(np.float32)
+        inputs = history.inputs() if history is not None else None
+        embedding = self.model.encode_query(tensors.inputs(), inputs).embedding
+        return embedding.numpy().astype(np.float32)
 
     def query_embeddings(self, user_ids: Sequence[str]) -> np.ndarray:
-        """(n, d) for known user ids; an unknown id gets its hashed OOV id row and no features."""
+        """(n, d) for known user ids (a history model reads their history at the end of
+        training); an unknown id gets its hashed OOV id row, no features and no history."""
         art = self.features
         rows = [art.query_row(str(u)) for u in user_ids]
         tables = art.query_tables
@@ -102,18 +121,39 @@ class TwoTowerBundle:
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         if known:
             index = torch.tensor([rows[i] for i in known], dtype=torch.long)
-            out[known] = self._embed_query(tables.take(index))
+            history = art.query_history.take(index) if art.query_history is not None else None
+            out[known] = self._embed_query(tables.take(index), history)
         unknown = [i for i, r in enumerate(rows) if r is None]
         for i in unknown:
             out[i] = self.query_embedding_from_features({art.query.id_column: str(user_ids[i])})
         return out
 
-    def query_embedding_from_features(self, features: Mapping[str, Any]) -> np.ndarray:
+    def query_embedding_from_features(
+        self,
+        features: Mapping[str, Any],
+        liked: Sequence[str] = (),
+        passed: Sequence[str] = (),
+    ) -> np.ndarray:
         """(d,) for a user described by feature values (keys: the user feature columns, and
-        optionally the id column); missing keys count as missing values."""
+        optionally the id column; missing keys count as missing values) and, for a history
+        model, the item ids they liked and passed so far, oldest first (unknown ids refused)."""
         side = self.features.query
         tensors = side.transform_one(features, self._text_encoder() if side.text else None)
-        return self._embed_query(tensors)[0]
+        history = None
+        if self.history_len:
+            ids = [self._history_ids(liked, "liked"), self._history_ids(passed, "passed")]
+            prior = float(self.model.config.history_prior)
+            history = from_item_lists([ids[0]], [ids[1]], self.history_len, prior)
+        return self._embed_query(tensors, history)[0]
+
+    def _history_ids(self, items: Sequence[str], key: str) -> list[int]:
+        out: list[int] = []
+        for item in items:
+            index = self.features.candidate_id_index(str(item))
+            if index is None:
+                raise TowerkitError(f"{key}: item {item!r} is not in the model's catalogue")
+            out.append(index)
+        return out
 
     # --- candidates --------------------------------------------------------------------------
 
@@ -159,8 +199,13 @@ class TwoTowerBundle:
             "text": example.text,
         }
         used = ["ids", *(name for name, t in shapes.items() if t.shape[1] > 0)]
-        values = dict(zip(INPUT_NAMES, example.inputs(), strict=True))
-        module = QueryTowerExport(self.model.query_tower, used).eval()
+        values: dict[str, Tensor] = dict(zip(INPUT_NAMES, example.inputs(), strict=True))
+        history = self.features.query_history
+        if self.history_len and history is not None:
+            rows = torch.arange(min(2, len(history)))
+            values.update(zip(HISTORY_NAMES, history.take(rows).inputs(), strict=True))
+            used += HISTORY_NAMES
+        module = QueryTowerExport(self.model, used).eval()
         return module, tuple(values[name] for name in used), [EXPORT_NAMES[n] for n in used]
 
     def _text_encoder(self) -> TextEncoder:

@@ -2,9 +2,10 @@
 
 - ``features.json``: the fitted query and candidate featurisation (vocabularies, numeric
   statistics, text columns and encoder), and the ids of the known users and items in table order;
-- ``tables.safetensors``: the feature tensors of those users and items, and the items each user
+- ``tables.safetensors``: the feature tensors of those users and items, the items each user
   interacted with in the training split (CSR: ``seen.indptr`` over user rows, ``seen.indices``
-  item rows).
+  item rows) and, for a model that reads histories, each user's history at the end of the
+  training split (``history.liked`` / ``history.passed`` / ``history.stats``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from towerkit.core.errors import ModelLoadError
 from towerkit.rec.twotower.features import SideFeaturizer, SideTensors
+from towerkit.rec.twotower.history import HistoryTensors
 
 FEATURES_NAME = "features.json"
 TABLES_NAME = "tables.safetensors"
@@ -38,6 +40,7 @@ class FeatureArtifacts:
     seen_indptr: Tensor  # (n_users + 1,) long
     seen_indices: Tensor  # item rows, sorted within each user
     text_encoder: str | None = None
+    query_history: HistoryTensors | None = None  # per user row, as of the end of training
 
     def __post_init__(self) -> None:
         self._query_rows = {key: i for i, key in enumerate(self.query_keys)}
@@ -48,6 +51,11 @@ class FeatureArtifacts:
 
     def candidate_row(self, key: str) -> int | None:
         return self._candidate_rows.get(key)
+
+    def candidate_id_index(self, key: str) -> int | None:
+        """The candidate tower's id-embedding row of a catalogue item (what histories hold)."""
+        row = self._candidate_rows.get(key)
+        return None if row is None else int(self.candidate_tables.ids[row])
 
     def seen_rows(self, query_row: int) -> np.ndarray:
         start, end = int(self.seen_indptr[query_row]), int(self.seen_indptr[query_row + 1])
@@ -90,6 +98,7 @@ class FeatureArtifacts:
             **self.candidate_tables.state("candidate"),
             "seen.indptr": self.seen_indptr.contiguous(),
             "seen.indices": self.seen_indices.contiguous(),
+            **(self.query_history.state("history") if self.query_history is not None else {}),
         }
         save_file(tensors, str(directory / TABLES_NAME))
 
@@ -116,6 +125,11 @@ class FeatureArtifacts:
                 seen_indptr=tensors["seen.indptr"],
                 seen_indices=tensors["seen.indices"],
                 text_encoder=meta.get("text_encoder"),
+                query_history=(
+                    HistoryTensors.from_state(tensors, "history")
+                    if "history.liked" in tensors
+                    else None
+                ),
             )
         except KeyError as exc:
             raise ModelLoadError(f"{path}: missing {exc}") from None
@@ -143,6 +157,13 @@ class FeatureArtifacts:
                     f"{directory / TABLES_NAME}: {side} tables have (categorical, multi, numeric, "
                     f"text) = {shape}, the model expects {expected}"
                 )
+        history_len = int(getattr(config, "history_len", 0))
+        held = None if self.query_history is None else int(self.query_history.liked.shape[1])
+        if history_len and held != history_len:
+            raise ModelLoadError(
+                f"{directory / TABLES_NAME}: the model reads histories of {history_len} items, "
+                f"the tables hold {'none' if held is None else held}"
+            )
         if len(self.query_keys) != len(self.query_tables) or len(self.candidate_keys) != len(
             self.candidate_tables
         ):

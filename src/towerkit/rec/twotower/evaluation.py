@@ -2,7 +2,8 @@
 
 - ``auc``: ROC-AUC of the scores of the split's (user, item) interactions, like/match (1) vs
   pass (0); the two-tower scores pairs with its like-vs-pass logit (a monotone function of the
-  cosine unless the model has an item bias), baselines with their ranking scores.
+  cosine unless the model has an item / user bias), baselines with their ranking scores. A
+  history model scores each pair with what the user swiped before it (as a served model would).
 - ``recall@K``, ``ndcg@K``, ``hr@K``: full ranking of ALL catalogue items for every user with a
   held-out like, the items the user interacted with before the split excluded
   (``towerkit.core.metrics.full_ranking_metrics``). ``warm_*`` repeats them for the users that
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +22,8 @@ import torch
 from towerkit.core.metrics import full_ranking_metrics, roc_auc
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.features import SideTensors
-from towerkit.rec.twotower.model import TwoTowerModel
+from towerkit.rec.twotower.history import HistoryTensors
+from towerkit.rec.twotower.model import TowerOutput, TwoTowerModel
 from towerkit.rec.twotower.prepare import EncodedInteractions
 
 DEFAULT_KS = (10, 20, 50, 100)
@@ -51,44 +54,104 @@ class EmbeddingScorer:
 
 
 class TwoTowerScorer(EmbeddingScorer):
-    """Ranking by cosine (what retrieval serves); pairs by the like-vs-pass logit."""
+    """Ranking by cosine (what retrieval serves); pairs by the like-vs-pass logit. A history
+    model scores each held-out pair with the user's history as of that event
+    (``pair_history``, aligned with the rows ``pair_scores`` gets)."""
 
     def __init__(
-        self, model: TwoTowerModel, users: torch.Tensor, items: torch.Tensor, bias: torch.Tensor
+        self,
+        model: TwoTowerModel,
+        queries: QueryTables,
+        candidates: TowerOutput,
+        pair_history: HistoryTensors | None = None,
     ) -> None:
-        super().__init__(users, items)
-        self.model, self.bias = model, bias
+        super().__init__(queries.output.embedding, candidates.embedding)
+        self.model, self.queries, self.candidates = model, queries, candidates
+        self.pair_history = pair_history
 
     @torch.no_grad()
     def pair_scores(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
-        u = self.users[torch.from_numpy(user_rows)]
-        v = self.items[torch.from_numpy(item_rows)]
-        return self.model.like_logits(u, v, self.bias[torch.from_numpy(item_rows)]).numpy()
+        rows = torch.from_numpy(user_rows)
+        if self.pair_history is None:
+            query = self.queries.output.take(rows)
+        else:
+            if len(self.pair_history) != len(user_rows):
+                raise ValueError("pair_history must hold one history per scored pair")
+            query = _encode(self.model, self.queries.side.take(rows), self.pair_history)
+        candidate = self.candidates.take(torch.from_numpy(item_rows))
+        return self.model.like_logits(query, candidate).numpy()
+
+
+@dataclass
+class QueryTables:
+    """Every known user's tower output and the feature tables it came from."""
+
+    side: SideTensors
+    output: TowerOutput
+
+
+def _chunks(n: int, size: int) -> list[torch.Tensor]:
+    return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+@torch.no_grad()
+def _encode(
+    model: TwoTowerModel,
+    side: SideTensors,
+    history: HistoryTensors | None,
+    batch_size: int = 4096,
+) -> TowerOutput:
+    """The query tower's output for aligned query rows and histories, in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [
+            model.encode_query(
+                side.take(rows).inputs(),
+                history.take(rows).inputs() if history is not None else None,
+            )
+            for rows in _chunks(len(side), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return TowerOutput.cat(parts)
 
 
 @torch.no_grad()
 def embed_tables(
-    model: TwoTowerModel, artifacts: FeatureArtifacts, batch_size: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Embeddings of every known user and every catalogue item, and the items' biases."""
+    model: TwoTowerModel,
+    artifacts: FeatureArtifacts,
+    history: HistoryTensors | None = None,
+    batch_size: int = 4096,
+) -> tuple[QueryTables, TowerOutput]:
+    """Every known user (with ``history``, default the artifacts' end-of-training one) and every
+    catalogue item through their towers."""
+    queries, candidates = artifacts.query_tables, artifacts.candidate_tables
+    history = history if history is not None else artifacts.query_history
+    users = _encode(model, queries, history, batch_size)
     was_training = model.training
     model.eval()
     try:
-        queries, candidates = artifacts.query_tables, artifacts.candidate_tables
-
-        def rows(tables: SideTensors) -> list[SideTensors]:
-            starts = range(0, len(tables), batch_size)
-            return [tables.take(torch.arange(s, min(s + batch_size, len(tables)))) for s in starts]
-
-        users = torch.cat([model.query_tower(*chunk.inputs()) for chunk in rows(queries)])
-        pairs = [model.candidate_tower.forward_with_bias(*c.inputs()) for c in rows(candidates)]
+        items = TowerOutput.cat(
+            [
+                model.candidate_tower.encode(*candidates.take(rows).inputs())
+                for rows in _chunks(len(candidates), batch_size)
+            ]
+        )
     finally:
         model.train(was_training)
-    return users, torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    return QueryTables(queries, users), items
 
 
-def model_scorer(model: TwoTowerModel, artifacts: FeatureArtifacts) -> TwoTowerScorer:
-    return TwoTowerScorer(model, *embed_tables(model, artifacts))
+def model_scorer(
+    model: TwoTowerModel,
+    artifacts: FeatureArtifacts,
+    histories: tuple[HistoryTensors, HistoryTensors] | None = None,
+) -> TwoTowerScorer:
+    """The scorer of one held-out split; ``histories`` is ``PreparedData.histories(split)``."""
+    ranking, events = histories if histories is not None else (None, None)
+    queries, candidates = embed_tables(model, artifacts, ranking)
+    return TwoTowerScorer(model, queries, candidates, events)
 
 
 def evaluate_scorer(

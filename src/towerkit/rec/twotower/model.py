@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,23 @@ from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.losses import StreamingFrequency
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class TowerOutput(NamedTuple):
+    """What a tower gives for n entities: the L2-normalised retrieval ``embedding`` (n, d), the
+    like-vs-pass ``bias`` (n,) (0 without a bias head) and the L2-normalised ``like`` embedding
+    the like-vs-pass logit compares (its own head with ``like_head``, else ``embedding``)."""
+
+    embedding: Tensor
+    bias: Tensor
+    like: Tensor
+
+    def take(self, rows: Tensor) -> TowerOutput:
+        return TowerOutput(self.embedding[rows], self.bias[rows], self.like[rows])
+
+    @staticmethod
+    def cat(parts: list[TowerOutput]) -> TowerOutput:
+        return TowerOutput(*(torch.cat([p[i] for p in parts]) for i in range(3)))
 
 
 @dataclass
@@ -55,12 +72,23 @@ class TwoTowerConfig:
     hidden_dims: list[int] = field(default_factory=lambda: [128])
     dropout: float = 0.1
     use_ids: bool = True
+    # false: the query tower leaves the user id out (a history model knows users by what they
+    # swiped; on MovieLens validation the id embedding only memorised the training period)
+    query_ids: bool = True
     init_std: float = 0.05  # embedding tables start small so no single input dominates
     freq_buckets: int = 65536
     freq_hashes: int = 2
     freq_alpha: float = 0.05
     bce_scale_init: float = 10.0
     item_bias: bool = False  # a candidate-tower bias in the like-vs-pass logit (not in retrieval)
+    user_bias: bool = False  # a query-tower bias in the like-vs-pass logit (constant per ranking)
+    # > 0: the query tower also reads the user's last history_len liked and passed items (mean
+    # of the candidate tower's id embeddings, shared) and their count / like rate (history.py)
+    history_len: int = 0
+    history_prior: float = 0.5  # the training like rate newcomers' smoothed rates start from
+    # true: the like-vs-pass logit compares embeddings of its own head, so the pointwise loss
+    # and the retrieval softmax stop pulling one embedding two ways
+    like_head: bool = False
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "id_dim", "feature_dim", "text_proj_dim"):
@@ -68,15 +96,32 @@ class TwoTowerConfig:
                 raise ConfigError(f"model: {key}: expected >= 1, got {getattr(self, key)}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model: dropout: expected 0 <= dropout < 1, got {self.dropout}")
+        if self.history_len < 0:
+            raise ConfigError(f"model: history_len: expected >= 0, got {self.history_len}")
+        if self.history_len and not self.use_ids:
+            raise ConfigError("model: history_len > 0 embeds items by id: it needs use_ids")
+
+    @property
+    def history_width(self) -> int:
+        """What the history adds to the query tower's input: two id-sized means + 2 numbers."""
+        return 2 * self.id_dim + 2 if self.history_len else 0
 
 
 class Tower(nn.Module):
     """Inputs (ids (n,), cat (n, c), multi (n, m, L), num (n, k), text (n, t, D)) -> (n, d)."""
 
-    def __init__(self, spec: TowerSpec, config: TwoTowerConfig, with_bias: bool = False) -> None:
+    def __init__(
+        self,
+        spec: TowerSpec,
+        config: TwoTowerConfig,
+        with_bias: bool = False,
+        extra_width: int = 0,
+        use_ids: bool = True,
+    ) -> None:
         super().__init__()
         self.spec = spec
-        self.id_embedding = nn.Embedding(spec.n_ids, config.id_dim) if config.use_ids else None
+        use_ids = use_ids and config.use_ids
+        self.id_embedding = nn.Embedding(spec.n_ids, config.id_dim) if use_ids else None
         self.categorical = nn.ModuleList(
             nn.Embedding(size, config.feature_dim) for size in spec.categorical
         )
@@ -88,10 +133,11 @@ class Tower(nn.Module):
             nn.Linear(spec.text_dim, config.text_proj_dim) for _ in range(spec.n_text)
         )
         width = (
-            (config.id_dim if config.use_ids else 0)
+            (config.id_dim if use_ids else 0)
             + config.feature_dim * (len(spec.categorical) + len(spec.multi_categorical))
             + spec.n_numeric
             + config.text_proj_dim * spec.n_text
+            + extra_width
         )
         if width == 0:
             raise ConfigError("model: a tower has no inputs (use_ids is false and no features)")
@@ -101,8 +147,9 @@ class Tower(nn.Module):
             width = hidden
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, config.embedding_dim)
-        # candidate side only: a scalar "how likely is a like at all" from the same hidden layer
+        # a scalar "how likely is a like at all" (item appeal / user pickiness) from the same layer
         self.bias_head = nn.Linear(width, 1) if with_bias else None
+        self.like_head = nn.Linear(width, config.embedding_dim) if config.like_head else None
         for module in self.modules():
             if isinstance(module, nn.Embedding | nn.EmbeddingBag):
                 nn.init.normal_(module.weight, std=config.init_std)
@@ -110,15 +157,27 @@ class Tower(nn.Module):
     def forward(self, ids: Tensor, cat: Tensor, multi: Tensor, num: Tensor, text: Tensor) -> Tensor:
         return F.normalize(self.head(self.hidden(ids, cat, multi, num, text)), dim=-1)
 
-    def forward_with_bias(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
-        """(L2-normalised embedding, bias (n,)); the bias is 0 without a bias head."""
-        hidden = self.hidden(*inputs)
+    def encode(self, *inputs: Tensor, extra: Tensor | None = None) -> TowerOutput:
+        ids, cat, multi, num, text = inputs
+        hidden = self.hidden(ids, cat, multi, num, text, extra)
         embedding = F.normalize(self.head(hidden), dim=-1)
-        if self.bias_head is None:
-            return embedding, hidden.new_zeros(hidden.shape[0])
-        return embedding, self.bias_head(hidden).squeeze(-1)
+        bias = (
+            self.bias_head(hidden).squeeze(-1)
+            if self.bias_head is not None
+            else hidden.new_zeros(hidden.shape[0])
+        )
+        like = F.normalize(self.like_head(hidden), dim=-1) if self.like_head is not None else None
+        return TowerOutput(embedding, bias, embedding if like is None else like)
 
-    def hidden(self, ids: Tensor, cat: Tensor, multi: Tensor, num: Tensor, text: Tensor) -> Tensor:
+    def hidden(
+        self,
+        ids: Tensor,
+        cat: Tensor,
+        multi: Tensor,
+        num: Tensor,
+        text: Tensor,
+        extra: Tensor | None = None,
+    ) -> Tensor:
         parts: list[Tensor] = []
         if self.id_embedding is not None:
             parts.append(self.id_embedding(ids))
@@ -127,14 +186,18 @@ class Tower(nn.Module):
         if self.spec.n_numeric:
             parts.append(num)
         parts.extend(proj(text[:, j]) for j, proj in enumerate(self.text))
+        if extra is not None:
+            parts.append(extra)
         hidden: Tensor = self.body(torch.cat(parts, dim=-1))
         return hidden
 
 
 class TwoTowerModel(BaseModel):
-    """``forward(query_inputs, candidate_inputs) -> (query_emb, candidate_emb, item_bias)``; the
-    embeddings are L2-normalised (retrieval scores are their cosines); the like-vs-pass logit of a
-    pair is ``bce_scale * cosine + item_bias + bce_bias`` (``like_logits``).
+    """``forward(query_inputs, candidate_inputs, history) -> (query TowerOutput, candidate
+    TowerOutput)``; retrieval scores are the cosines of the ``embedding``s; the like-vs-pass
+    logit of a pair is ``bce_scale * cosine(like embeddings) + item bias + user bias +
+    bce_bias`` (``like_logits``). ``history`` (liked, passed, stats) is required when
+    ``history_len > 0`` and ignored otherwise.
 
     ``artifacts`` (fitted featurisation + feature tables) is attached after fitting and saved
     and loaded with the weights.
@@ -145,7 +208,13 @@ class TwoTowerModel(BaseModel):
 
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__(config)
-        self.query_tower = Tower(config.query, config)
+        self.query_tower = Tower(
+            config.query,
+            config,
+            with_bias=config.user_bias,
+            extra_width=config.history_width,
+            use_ids=config.query_ids,
+        )
         self.candidate_tower = Tower(config.candidate, config, with_bias=config.item_bias)
         self.bce_scale = nn.Parameter(torch.tensor(float(config.bce_scale_init)))
         self.bce_bias = nn.Parameter(torch.zeros(()))
@@ -155,13 +224,39 @@ class TwoTowerModel(BaseModel):
         self.artifacts: FeatureArtifacts | None = None
 
     def forward(
-        self, query: tuple[Tensor, ...], candidate: tuple[Tensor, ...]
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return (self.query_tower(*query), *self.candidate_tower.forward_with_bias(*candidate))
+        self,
+        query: tuple[Tensor, ...],
+        candidate: tuple[Tensor, ...],
+        history: tuple[Tensor, ...] | None = None,
+    ) -> tuple[TowerOutput, TowerOutput]:
+        return self.encode_query(query, history), self.candidate_tower.encode(*candidate)
 
-    def like_logits(self, query: Tensor, candidates: Tensor, item_bias: Tensor) -> Tensor:
-        """Pointwise like-vs-pass logits of aligned (query_i, candidate_i) embedding pairs."""
-        return self.bce_scale * (query * candidates).sum(dim=-1) + item_bias + self.bce_bias
+    def encode_query(
+        self, query: tuple[Tensor, ...], history: tuple[Tensor, ...] | None = None
+    ) -> TowerOutput:
+        extra = None
+        if self.config.history_len:
+            if history is None:
+                raise ValueError("this model reads the user's history: pass (liked, passed, stats)")
+            extra = self.history_vectors(*history)
+        return self.query_tower.encode(*query, extra=extra)
+
+    def history_vectors(self, liked: Tensor, passed: Tensor, stats: Tensor) -> Tensor:
+        """(n, 2 * id_dim + 2): mean id embedding of the liked and of the passed items, stats."""
+        table = self.candidate_tower.id_embedding
+        assert table is not None  # the config demands use_ids with a history
+
+        def mean(ids: Tensor) -> Tensor:
+            present = (ids >= 0).unsqueeze(-1).to(table.weight.dtype)
+            summed = (table(ids.clamp(min=0)) * present).sum(dim=1)
+            return summed / present.sum(dim=1).clamp(min=1.0)
+
+        return torch.cat([mean(liked), mean(passed), stats.to(table.weight.dtype)], dim=-1)
+
+    def like_logits(self, query: TowerOutput, candidate: TowerOutput) -> Tensor:
+        """Pointwise like-vs-pass logits of aligned (query_i, candidate_i) pairs."""
+        cosine = (query.like * candidate.like).sum(dim=-1)
+        return self.bce_scale * cosine + candidate.bias + query.bias + self.bce_bias
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Weights + config (BaseModel) and the artifacts, replacing ``directory`` as a whole."""

@@ -26,6 +26,7 @@ from towerkit.rec.twotower.data import (
     with_interaction_entities,
 )
 from towerkit.rec.twotower.features import SideFeaturizer, TextEncoder
+from towerkit.rec.twotower.history import NEVER, HistoryTensors, history_as_of
 
 
 @dataclass
@@ -38,19 +39,26 @@ class FeatureConfig:
     id_oov_buckets: int = 8
     min_count: int = 1
     text_encoder: str = "all-minilm-l6-v2"
+    # > 0: the query tower reads each user's last history_len likes and passes as of the moment
+    # it scores for (towerkit.rec.twotower.history); 0: static user features only
+    history_len: int = 0
 
     def __post_init__(self) -> None:
         if min(self.oov_buckets, self.id_oov_buckets, self.min_count) < 1:
             raise ConfigError("features: oov_buckets, id_oov_buckets, min_count: expected >= 1")
+        if self.history_len < 0:
+            raise ConfigError(f"features: history_len: expected >= 0, got {self.history_len}")
 
 
 @dataclass
 class EncodedInteractions:
-    """Interactions as rows of the user / item tables, with labels 1 (like, match) / 0 (pass)."""
+    """Interactions as rows of the user / item tables, with labels 1 (like, match) / 0 (pass)
+    and their instants (int64 microseconds since the epoch, UTC)."""
 
     user_rows: np.ndarray
     item_rows: np.ndarray
     labels: np.ndarray
+    times: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.user_rows.shape[0])
@@ -63,24 +71,25 @@ class EncodedInteractions:
         return rows
 
 
-class InteractionDataset(Dataset[tuple[int, int, float]]):
+class InteractionDataset(Dataset[tuple[int, int, float, int]]):
     def __init__(self, encoded: EncodedInteractions) -> None:
         self.encoded = encoded
 
     def __len__(self) -> int:
         return len(self.encoded)
 
-    def __getitem__(self, index: int) -> tuple[int, int, float]:
+    def __getitem__(self, index: int) -> tuple[int, int, float, int]:
         e = self.encoded
-        return int(e.user_rows[index]), int(e.item_rows[index]), float(e.labels[index])
+        return int(e.user_rows[index]), int(e.item_rows[index]), float(e.labels[index]), index
 
 
-def collate(batch: list[tuple[int, int, float]]) -> dict[str, torch.Tensor]:
-    users, items, labels = zip(*batch, strict=True)
+def collate(batch: list[tuple[int, int, float, int]]) -> dict[str, torch.Tensor]:
+    users, items, labels, events = zip(*batch, strict=True)
     return {
         "user_rows": torch.tensor(users, dtype=torch.long),
         "item_rows": torch.tensor(items, dtype=torch.long),
         "labels": torch.tensor(labels, dtype=torch.float32),
+        "event_rows": torch.tensor(events, dtype=torch.long),  # rows of the training split
     }
 
 
@@ -92,6 +101,8 @@ class PreparedData:
     train: EncodedInteractions
     val: EncodedInteractions
     test: EncodedInteractions
+    history_len: int = 0
+    train_history: HistoryTensors | None = None  # per training event, as of its instant
 
     @property
     def n_users(self) -> int:
@@ -104,6 +115,29 @@ class PreparedData:
     def before(self, name: str) -> EncodedInteractions:
         """Everything the app had seen before split ``name`` began (excluded when ranking)."""
         return self.train if name == "val" else _concat(self.train, self.val)
+
+    def histories(self, name: str) -> tuple[HistoryTensors, HistoryTensors] | None:
+        """With a history model: (per user row as of split ``name``'s start, for ranking; per
+        held-out event as of its own instant, for AUC). None without one."""
+        if not self.history_len:
+            return None
+        before, held_out = self.before(name), getattr(self, name)
+        log = _concat(before, held_out)
+        users = np.arange(self.n_users, dtype=np.int64)
+        ranking = self._history(before, users, np.full(self.n_users, NEVER, dtype=np.int64))
+        assert held_out.times is not None
+        events = self._history(log, held_out.user_rows, held_out.times)
+        return ranking, events
+
+    def _history(
+        self, log: EncodedInteractions, users: np.ndarray, times: np.ndarray
+    ) -> HistoryTensors:
+        assert log.times is not None
+        item_ids = self.artifacts.candidate_tables.ids.numpy()[log.item_rows]
+        prior = float(self.train.labels.mean()) if len(self.train) else 0.5
+        return history_as_of(
+            log.user_rows, item_ids, log.labels, log.times, users, times, self.history_len, prior
+        )
 
     def describe(self) -> str:
         return (
@@ -170,7 +204,18 @@ def prepare(
         seen_indices=indices,
         text_encoder=features.text_encoder if needs_text else None,
     )
-    return PreparedData(data, split, artifacts, encoded["train"], encoded["val"], encoded["test"])
+    prepared = PreparedData(
+        data, split, artifacts, encoded["train"], encoded["val"], encoded["test"],
+        history_len=features.history_len,
+    )  # fmt: skip
+    if features.history_len:
+        train = prepared.train
+        assert train.times is not None
+        prepared.train_history = prepared._history(train, train.user_rows, train.times)
+        users = np.arange(prepared.n_users, dtype=np.int64)
+        never = np.full(prepared.n_users, NEVER, dtype=np.int64)
+        artifacts.query_history = prepared._history(train, users, never)
+    return prepared
 
 
 def _encode(frame: pl.DataFrame, user_keys: list[str], item_keys: list[str]) -> EncodedInteractions:
@@ -178,7 +223,8 @@ def _encode(frame: pl.DataFrame, user_keys: list[str], item_keys: list[str]) -> 
     item_index = {k: i for i, k in enumerate(item_keys)}
     users = np.fromiter((user_index[v] for v in frame["viewer_id"]), np.int64, frame.height)
     items = np.fromiter((item_index[v] for v in frame["target_id"]), np.int64, frame.height)
-    return EncodedInteractions(users, items, labels_of(frame))
+    times = frame["created_at"].dt.epoch("us").to_numpy().astype(np.int64)
+    return EncodedInteractions(users, items, labels_of(frame), times)
 
 
 def _concat(a: EncodedInteractions, b: EncodedInteractions) -> EncodedInteractions:
@@ -186,4 +232,5 @@ def _concat(a: EncodedInteractions, b: EncodedInteractions) -> EncodedInteractio
         np.concatenate([a.user_rows, b.user_rows]),
         np.concatenate([a.item_rows, b.item_rows]),
         np.concatenate([a.labels, b.labels]),
+        None if a.times is None or b.times is None else np.concatenate([a.times, b.times]),
     )

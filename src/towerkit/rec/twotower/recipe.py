@@ -93,10 +93,19 @@ def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel
         config.arch,
         query=tower_spec(artifacts.query),
         candidate=tower_spec(artifacts.candidate),
-        **config.model,
+        **{
+            "history_len": config.features.history_len,
+            "history_prior": float(prepared.train.labels.mean()) if len(prepared.train) else 0.5,
+            **config.model,
+        },
     )
     if not isinstance(model, TwoTowerModel):
         raise TowerkitError(f"arch: {config.arch!r} is not a two-tower model")
+    if model.config.history_len != config.features.history_len:
+        raise TowerkitError(
+            f"model.history_len {model.config.history_len} differs from features.history_len "
+            f"{config.features.history_len}: set features.history_len only"
+        )
     model.artifacts = artifacts
     return model
 
@@ -111,7 +120,13 @@ def evaluate_all(
     n_users, n_items, ks = prepared.n_users, prepared.n_items, config.eval.ks
     table = {
         TWO_TOWER: evaluate_scorer(
-            model_scorer(model, prepared.artifacts), held_out, before, n_users, n_items, ks, warm
+            model_scorer(model, prepared.artifacts, prepared.histories(split)),
+            held_out,
+            before,
+            n_users,
+            n_items,
+            ks,
+            warm,
         )
     }
     scorers, seconds = fit_baselines(config.baselines, prepared.train, n_users, n_items)
@@ -158,8 +173,10 @@ def train(
     model = build_model(config, prepared)
     artifacts = prepared.artifacts
 
+    val_histories = prepared.histories("val")
+
     def eval_on_val(unwrapped: Any) -> dict[str, float]:
-        scorer = model_scorer(unwrapped, artifacts)
+        scorer = model_scorer(unwrapped, artifacts, val_histories)
         warm = warm_users(prepared.train)
         return evaluate_scorer(
             scorer, prepared.val, prepared.train, prepared.n_users, prepared.n_items,
@@ -170,7 +187,9 @@ def train(
         model,
         config.trainer,
         InteractionDataset(prepared.train),
-        TwoTowerLoss(artifacts.query_tables, artifacts.candidate_tables, config.loss),
+        TwoTowerLoss(
+            artifacts.query_tables, artifacts.candidate_tables, config.loss, prepared.train_history
+        ),
         run_dir,
         eval_fn=eval_on_val,
         collate_fn=collate,

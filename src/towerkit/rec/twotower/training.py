@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from towerkit.rec.twotower.config import LossConfig
 from towerkit.rec.twotower.features import SideTensors
+from towerkit.rec.twotower.history import HistoryTensors
 from towerkit.rec.twotower.losses import (
     log_q_correction,
     pointwise_bce_loss,
@@ -35,13 +36,21 @@ def _drop_ids(side: SideTensors, rate: float) -> SideTensors:
 class TwoTowerLoss:
     """``loss(prepared_model, batch)`` for ``towerkit.core.trainer.Trainer``.
 
-    The batch holds user rows, item rows and labels; features come from the tables. Softmax rows
+    The batch holds user rows, item rows, labels and event rows; features come from the tables,
+    and a history model's per-event histories (as of each event) from ``history``. Softmax rows
     are the batch's likes; BCE covers every row. Uniform extra negatives are drawn from the whole
     catalogue with the global torch RNG (restored on resume).
     """
 
-    def __init__(self, queries: SideTensors, candidates: SideTensors, config: LossConfig) -> None:
+    def __init__(
+        self,
+        queries: SideTensors,
+        candidates: SideTensors,
+        config: LossConfig,
+        history: HistoryTensors | None = None,
+    ) -> None:
         self.queries, self.candidates, self.config = queries, candidates, config
+        self.history = history
         self.n_items = len(candidates)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
@@ -51,7 +60,11 @@ class TwoTowerLoss:
         candidate_rows = torch.cat([items, extra])
         query_in = _drop_ids(self.queries.take(users), config.id_dropout)
         candidate_in = _drop_ids(self.candidates.take(candidate_rows), config.id_dropout)
-        query, candidates, item_bias = model(query_in.inputs(), candidate_in.inputs())
+        history = (
+            self.history.take(batch["event_rows"]).inputs() if self.history is not None else None
+        )
+        query_out, candidate_out = model(query_in.inputs(), candidate_in.inputs(), history)
+        query, candidates = query_out.embedding, candidate_out.embedding
         batch_size = users.shape[0]
         total = query.new_zeros(())
         liked = labels > 0
@@ -71,7 +84,7 @@ class TwoTowerLoss:
             )
             total = total + config.softmax_weight * softmax
         if config.bce_weight > 0:
-            logits = plain.like_logits(query, candidates[:batch_size], item_bias[:batch_size])
+            logits = plain.like_logits(query_out, candidate_out.take(torch.arange(batch_size)))
             bce = pointwise_bce_loss(logits, labels)
             total = total + config.bce_weight * bce
         return total
