@@ -23,20 +23,28 @@ def _stages(epochs: int, lr: float, weight_decay: float) -> str:
     return f"trainer.stages=[{{{stage}, scheduler: cosine}}]"
 
 
+_STATIC = ["model.user_bias=false", "model.like_head=false", "model.query_ids=true"]
 VARIANTS: dict[str, list[str]] = {
-    "static (no history)": ["features.history_len=0", "model.user_bias=false"],
-    "history 50": ["features.history_len=50", "model.user_bias=false"],
-    "history 50 + user bias": ["features.history_len=50", "model.user_bias=true"],
-    "history 50, bce_weight 5": ["features.history_len=50", "loss.bce_weight=5.0"],
-    "history 50, bce_weight 5, 16 epochs": [
-        "features.history_len=50",
-        "loss.bce_weight=5.0",
-        _stages(16, 0.003, 1e-5),
+    "static user features + user id (the recipe before)": [
+        "features.history_len=0",
+        *_STATIC,
+        "loss.id_dropout=0.5",
     ],
-    "history 50, bce_weight 5, lr 1e-3, wd 1e-4, 16 epochs": [
-        "features.history_len=50",
-        "loss.bce_weight=5.0",
-        _stages(16, 0.001, 1e-4),
+    "+ history of 50": ["features.history_len=50", *_STATIC, "loss.id_dropout=0.5"],
+    "+ user bias, like head, no user id": ["features.history_len=50", "loss.id_dropout=0.5"],
+    "+ id dropout 0.1": ["features.history_len=50"],
+    "+ history of 10 (the full recipe)": [],
+    "full recipe, history of 200": ["features.history_len=200"],
+    "full recipe with the user id row": ["model.query_ids=true"],
+    "full recipe, history into the like head only, user id row, id dropout 0.5": [
+        "model.history_into=like",
+        "model.query_ids=true",
+        "loss.id_dropout=0.5",
+    ],
+    "full recipe, lr 0.001, weight decay 0.01, 12 epochs": [_stages(12, 0.001, 0.01)],
+    "full recipe, BCE only, early stopping on AUC": [
+        "loss.softmax_weight=0",
+        "trainer.early_stopping_metric=auc",
     ],
 }
 
@@ -97,13 +105,16 @@ def main() -> None:
     chosen = [v for v in args.variants.split(";") if v] or (
         list(args.tries) if args.tries else list(VARIANTS)
     )
-    print("| variant | val AUC | val recall@50 | val NDCG@50 | best step / steps | s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| variant | val AUC | val recall@50 | val NDCG@50 | warm recall@50 | best step / steps | s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in chosen:
         started = time.perf_counter()
         row = run_variant(VARIANTS[name], data)
         print(
             f"| {name} | {row['auc']:.4f} | {row['recall@50']:.4f} | {row['ndcg@50']:.4f} "
+            f"| {row['warm_recall@50']:.4f} "
             f"| {row['best_step']:.0f} / {row['steps']:.0f} | {time.perf_counter() - started:.0f} |",
             flush=True,
         )

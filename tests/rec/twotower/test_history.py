@@ -140,7 +140,7 @@ def test_history_model_trains_saves_and_reloads(
 
     outcome = train(None, fast, data=synthetic_data, promote="never", runs_root=tmp_path)
     model = outcome.model
-    assert model.config.history_len == 50 and model.config.like_head
+    assert model.config.history_len == 10 and model.config.like_head
     assert model.query_tower.id_embedding is None  # the quick recipe leaves user ids out
     assert 0.0 <= outcome.table["two_tower"]["auc"] <= 1.0
     bundle = load_bundle(str(outcome.run_dir))
@@ -185,3 +185,26 @@ def test_a_history_model_needs_its_history() -> None:
     again = model.encode_query(inputs, padded.inputs())
     assert not torch.allclose(out.embedding[0], again.embedding[0])
     torch.testing.assert_close(out.embedding[1], again.embedding[1])
+
+
+def test_history_into_like_leaves_the_retrieval_embedding_alone() -> None:
+    from towerkit.core.errors import ConfigError
+    from towerkit.rec.twotower.model import TowerSpec, TwoTowerConfig
+
+    specs = {"query": TowerSpec(n_ids=3), "candidate": TowerSpec(n_ids=5)}
+    with pytest.raises(ConfigError, match="history_into=like needs like_head"):
+        TwoTowerConfig(**specs, history_len=2, history_into="like")
+    with pytest.raises(ConfigError, match="history_into: expected both or like"):
+        TwoTowerConfig(**specs, history_into="retrieval")
+    model = TwoTowerModel(
+        TwoTowerConfig(**specs, history_len=2, history_into="like", like_head=True, user_bias=True)
+    ).eval()
+    ids = torch.tensor([0, 0])
+    inputs = (ids, ids.new_zeros((2, 0)), ids.new_zeros((2, 0, 1)), torch.zeros((2, 0)))
+    inputs = (*inputs, torch.zeros((2, 0, 1)))
+    history = from_item_lists([[1, 2], []], [[], [3]], history_len=2, prior=0.5)
+    out = model.encode_query(inputs, history.inputs())
+    # same user, different swipes: one retrieval embedding, two like embeddings and biases
+    torch.testing.assert_close(out.embedding[0], out.embedding[1])
+    assert not torch.allclose(out.like[0], out.like[1])
+    assert float(out.bias[0]) != float(out.bias[1])

@@ -89,6 +89,9 @@ class TwoTowerConfig:
     # true: the like-vs-pass logit compares embeddings of its own head, so the pointwise loss
     # and the retrieval softmax stop pulling one embedding two ways
     like_head: bool = False
+    # where the history goes: "both" (the retrieval embedding and the like-vs-pass logit) or
+    # "like" (only the like head and user bias: retrieval stays on the static features and id)
+    history_into: str = "both"
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "id_dim", "feature_dim", "text_proj_dim"):
@@ -98,6 +101,12 @@ class TwoTowerConfig:
             raise ConfigError(f"model: dropout: expected 0 <= dropout < 1, got {self.dropout}")
         if self.history_len < 0:
             raise ConfigError(f"model: history_len: expected >= 0, got {self.history_len}")
+        if self.history_into not in ("both", "like"):
+            raise ConfigError(
+                f"model: history_into: expected both or like, got {self.history_into!r}"
+            )
+        if self.history_len and self.history_into == "like" and not self.like_head:
+            raise ConfigError("model: history_into=like needs like_head: true")
         if self.history_len and not self.use_ids:
             raise ConfigError("model: history_len > 0 embeds items by id: it needs use_ids")
 
@@ -117,9 +126,14 @@ class Tower(nn.Module):
         with_bias: bool = False,
         extra_width: int = 0,
         use_ids: bool = True,
+        extra_to_heads_only: bool = False,
     ) -> None:
         super().__init__()
         self.spec = spec
+        # the extra input skips the body and meets the hidden layer at the like / bias heads
+        self.extra_to_heads_only = extra_to_heads_only
+        head_extra = extra_width if extra_to_heads_only else 0
+        extra_width = 0 if extra_to_heads_only else extra_width
         use_ids = use_ids and config.use_ids
         self.id_embedding = nn.Embedding(spec.n_ids, config.id_dim) if use_ids else None
         self.categorical = nn.ModuleList(
@@ -148,8 +162,10 @@ class Tower(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, config.embedding_dim)
         # a scalar "how likely is a like at all" (item appeal / user pickiness) from the same layer
-        self.bias_head = nn.Linear(width, 1) if with_bias else None
-        self.like_head = nn.Linear(width, config.embedding_dim) if config.like_head else None
+        self.bias_head = nn.Linear(width + head_extra, 1) if with_bias else None
+        self.like_head = (
+            nn.Linear(width + head_extra, config.embedding_dim) if config.like_head else None
+        )
         for module in self.modules():
             if isinstance(module, nn.Embedding | nn.EmbeddingBag):
                 nn.init.normal_(module.weight, std=config.init_std)
@@ -159,14 +175,16 @@ class Tower(nn.Module):
 
     def encode(self, *inputs: Tensor, extra: Tensor | None = None) -> TowerOutput:
         ids, cat, multi, num, text = inputs
-        hidden = self.hidden(ids, cat, multi, num, text, extra)
+        to_heads = self.extra_to_heads_only and extra is not None
+        hidden = self.hidden(ids, cat, multi, num, text, None if to_heads else extra)
         embedding = F.normalize(self.head(hidden), dim=-1)
+        head_in = torch.cat([hidden, extra], dim=-1) if to_heads and extra is not None else hidden
         bias = (
-            self.bias_head(hidden).squeeze(-1)
+            self.bias_head(head_in).squeeze(-1)
             if self.bias_head is not None
             else hidden.new_zeros(hidden.shape[0])
         )
-        like = F.normalize(self.like_head(hidden), dim=-1) if self.like_head is not None else None
+        like = F.normalize(self.like_head(head_in), dim=-1) if self.like_head is not None else None
         return TowerOutput(embedding, bias, embedding if like is None else like)
 
     def hidden(
@@ -214,6 +232,7 @@ class TwoTowerModel(BaseModel):
             with_bias=config.user_bias,
             extra_width=config.history_width,
             use_ids=config.query_ids,
+            extra_to_heads_only=config.history_into == "like",
         )
         self.candidate_tower = Tower(config.candidate, config, with_bias=config.item_bias)
         self.bce_scale = nn.Parameter(torch.tensor(float(config.bce_scale_init)))
