@@ -135,45 +135,6 @@ def item_like_rate_auc(data: Any, run_dir: Path, prior: float = 5.0) -> float:
     return roc_auc(scored["y"].cast(pl.Int64).to_numpy(), scored["score"].to_numpy())
 
 
-def rates_reference_auc(data: Any, run_dir: Path, prior: float = 5.0) -> float:
-    """A stronger AUC reference: logit(movie's training like rate) + logit(the user's like rate
-    over everything they swiped strictly before the scored one), both shrunk to the training
-    mean by ``prior`` pseudo-interactions (towerkit.rec.twotower.history's smoothing)."""
-    import numpy as np
-    import polars as pl
-
-    from towerkit.core.metrics import roc_auc
-    from towerkit.rec.twotower.history import history_as_of
-
-    cut = json.loads((run_dir / "split.json").read_text())
-    at = pl.col("created_at")
-    frame = data.interactions.with_columns(
-        y=pl.col("action").is_in(["like", "match"]).cast(pl.Float64),
-        user=pl.col("viewer_id").cast(pl.Categorical).to_physical().cast(pl.Int64),
-        t=at.dt.epoch("us"),
-    )
-    train = frame.filter(at < dt.datetime.fromisoformat(cut["val_start"]))
-    test = frame.filter(at >= dt.datetime.fromisoformat(cut["test_start"]))
-    mean = float(train["y"].mean())
-    rates = train.group_by("target_id").agg(n=pl.len(), s=pl.col("y").sum())
-    item = (
-        test.join(rates, on="target_id", how="left")
-        .select((pl.col("s").fill_null(0) + prior * mean) / (pl.col("n").fill_null(0) + prior))
-        .to_series()
-        .to_numpy()
-    )
-    log = frame.select("user", "y", "t")
-    user = history_as_of(
-        log["user"].to_numpy(), np.zeros(log.height, np.int64), log["y"].to_numpy(),
-        log["t"].to_numpy(), test["user"].to_numpy(), test["t"].to_numpy(), 0, mean,
-    ).stats[:, 1].numpy()  # fmt: skip
-
-    def logit(p: np.ndarray) -> np.ndarray:
-        return np.log(p / (1 - p))
-
-    return roc_auc(test["y"].cast(pl.Int64).to_numpy(), logit(item) + logit(user))
-
-
 def run_quality(config_path: Path, extra: list[str]) -> dict[str, Any]:
     import torch
 
@@ -189,10 +150,13 @@ def run_quality(config_path: Path, extra: list[str]) -> dict[str, Any]:
             runs_root=ROOT / "runs" / "bench", promote="never",
         )  # fmt: skip
         reference = item_like_rate_auc(data, outcome.run_dir)
-        rates = rates_reference_auc(data, outcome.run_dir)
+        references = _sibling("two_tower_references")
+        rates = references.rates_auc(data, outcome.run_dir)
+        gbm = references.gbm_auc(data, outcome.run_dir)
     return {
         "item_like_rate_test_auc": reference,
         "rates_test_auc": rates,
+        "gbm_test_auc": gbm,
         "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "machine": machine(),
         "config": str(config_path.relative_to(ROOT)),
@@ -251,7 +215,10 @@ def section(result: dict[str, Any], command: str) -> str:
         f"- goal AUC >= 0.85: **{'met' if ours['auc'] >= 0.85 else 'not met'}** ({ours['auc']:.4f}); "
         f"for scale, on this test split each movie's training like rate alone scores AUC "
         f"{result['item_like_rate_test_auc']:.4f}, and adding the user's like rate over what they "
-        f"swiped before (sum of the two logits) {result.get('rates_test_auc', float('nan')):.4f}; "
+        f"swiped before (sum of the two logits) {result.get('rates_test_auc', float('nan')):.4f}, "
+        f"and a gradient-boosted model on 12 such as-of features with item-item similarities to "
+        f"the user's last likes and passes, fitted on the validation events, "
+        f"{result.get('gbm_test_auc', float('nan')):.4f} (benchmarks/two_tower_references.py); "
         "most test users are new (no training interaction), so the model knows them by age, "
         "gender, occupation, ZIP prefix and the swipes they made before each scored one",
         f"- goal recall@50 >= implicit ALS: **{'met' if ours['recall@50'] >= als.get('recall@50', 1) else 'not met'}** "
@@ -276,16 +243,18 @@ def write_section(text: str) -> None:
     BENCHMARKS_MD.write_text(current.rstrip() + "\n")
 
 
-def run_serving(argv: list[str]) -> None:
-    path = Path(__file__).with_name("two_tower_serving.py")
-    if not path.is_file():
-        print(f"serving: {path.name} is not there yet; skipped")
-        return
-    spec = importlib.util.spec_from_file_location("two_tower_serving", path)
+def _sibling(name: str) -> Any:
+    """A script beside this one, imported as a module (benchmarks/ is not a package)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(argv)
+    return module
+
+
+def run_serving(argv: list[str]) -> None:
+    _sibling("two_tower_serving").main(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
