@@ -18,7 +18,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
@@ -87,8 +87,34 @@ class NumericStats:
     std: float
 
 
+T = TypeVar("T", bound="TensorRecord")
+
+
+class TensorRecord:
+    """Row-aligned tensors named by ``FIELDS`` (a dataclass in that order): row selection and
+    a flat ``prefix.field`` state for safetensors."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __len__(self) -> int:
+        return int(getattr(self, self.FIELDS[0]).shape[0])
+
+    def take(self: T, rows: Tensor) -> T:
+        return type(self)(*(getattr(self, name)[rows] for name in self.FIELDS))
+
+    def state(self, prefix: str) -> dict[str, Tensor]:
+        return {f"{prefix}.{name}": getattr(self, name).contiguous() for name in self.FIELDS}
+
+    @classmethod
+    def from_state(cls: type[T], state: Mapping[str, Tensor], prefix: str) -> T:
+        missing = [n for n in cls.FIELDS if f"{prefix}.{n}" not in state]
+        if missing:
+            raise TowerkitError(f"feature tables: no '{prefix}.{missing[0]}' tensor")
+        return cls(*(state[f"{prefix}.{name}"] for name in cls.FIELDS))
+
+
 @dataclass
-class SideTensors:
+class SideTensors(TensorRecord):
     """One tower's inputs for n entities. ``ids`` (n,), ``oov_ids`` (n,) (each id's hashed row,
     for id dropout), ``cat`` (n, n_cat), ``multi`` (n, n_multi, max_len), ``num`` (n, n_num),
     ``text`` (n, n_text, text_dim)."""
@@ -102,25 +128,9 @@ class SideTensors:
 
     FIELDS: ClassVar[tuple[str, ...]] = ("ids", "oov_ids", "cat", "multi", "num", "text")
 
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
-
-    def take(self, rows: Tensor) -> SideTensors:
-        return SideTensors(*(getattr(self, name)[rows] for name in self.FIELDS))
-
     def inputs(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The tower's forward arguments: (ids, cat, multi, num, text)."""
         return self.ids, self.cat, self.multi, self.num, self.text
-
-    def state(self, prefix: str) -> dict[str, Tensor]:
-        return {f"{prefix}.{name}": getattr(self, name).contiguous() for name in self.FIELDS}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Tensor], prefix: str) -> SideTensors:
-        missing = [n for n in cls.FIELDS if f"{prefix}.{n}" not in state]
-        if missing:
-            raise TowerkitError(f"feature tables: no '{prefix}.{missing[0]}' tensor")
-        return cls(*(state[f"{prefix}.{name}"] for name in cls.FIELDS))
 
 
 @dataclass

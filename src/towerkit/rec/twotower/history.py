@@ -11,7 +11,6 @@ A newcomer with no history gets all padding and the prior: the static features c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from towerkit.core.errors import TowerkitError
+from towerkit.rec.twotower.features import TensorRecord
 
 PAD = -1
 SMOOTHING = 5.0  # pseudo-interactions at the prior like rate
@@ -28,7 +27,7 @@ NEVER = np.iinfo(np.int64).max  # "now": every logged interaction is before it
 
 
 @dataclass
-class HistoryTensors:
+class HistoryTensors(TensorRecord):
     """``liked`` / ``passed`` (n, L) int64 candidate id indices (PAD = none), ``stats`` (n, 2)."""
 
     liked: Tensor
@@ -37,24 +36,8 @@ class HistoryTensors:
 
     FIELDS: ClassVar[tuple[str, ...]] = ("liked", "passed", "stats")
 
-    def __len__(self) -> int:
-        return int(self.liked.shape[0])
-
-    def take(self, rows: Tensor) -> HistoryTensors:
-        return HistoryTensors(self.liked[rows], self.passed[rows], self.stats[rows])
-
     def inputs(self) -> tuple[Tensor, Tensor, Tensor]:
         return self.liked, self.passed, self.stats
-
-    def state(self, prefix: str) -> dict[str, Tensor]:
-        return {f"{prefix}.{name}": getattr(self, name).contiguous() for name in self.FIELDS}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Tensor], prefix: str) -> HistoryTensors:
-        missing = [n for n in cls.FIELDS if f"{prefix}.{n}" not in state]
-        if missing:
-            raise TowerkitError(f"feature tables: no '{prefix}.{missing[0]}' tensor")
-        return cls(*(state[f"{prefix}.{name}"] for name in cls.FIELDS))
 
 
 def history_stats(n_liked: np.ndarray, n_total: np.ndarray, prior: float) -> np.ndarray:
