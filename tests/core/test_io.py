@@ -45,3 +45,17 @@ def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_gets_the_permissions_of_a_plain_mkdir(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "weights.bin").write_bytes(b"1")
+        os.mkdir(tmp_path / "plain")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "model").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777 == 0o755
