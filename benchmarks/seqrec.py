@@ -8,8 +8,12 @@
 2. towerkit's SASRec and RecBole's SASRec (RecBole runs in its own virtualenv, default
    runs/bench/recbole-venv: ``pip install recbole==1.2.1 'numpy<2' 'pandas<2.3'
    'setuptools<70'`` plus the local torch 2.13.0 wheel) train for the same number of epochs with
-   the same hidden size, heads, blocks, max length, dropout, batch size, learning rate and loss
-   (full softmax CE), each in its own process (peak RSS per process), no early stopping.
+   the same hidden size, heads, blocks, max length, dropout and loss (full softmax CE), each in
+   its own process (peak RSS per process), no early stopping. Batch size and learning rate are
+   RecBole's ``--batch`` / ``--lr`` on both sides unless ``--towerkit-batch`` / ``--towerkit-lr``
+   set towerkit's (an epoch predicts every training target once on both sides, but towerkit
+   packs a user's targets into windows of max_len, so its epoch has far fewer, fuller samples;
+   benchmarks/seqrec_tune.py picks those two on the validation split).
 3. Both models score every user's test history; towerkit's evaluator ranks both score matrices
    the same way (full ranking with the history masked, and 100 sampled negatives), with a
    paired bootstrap interval of the NDCG@10 difference. Online latency: one user's top-10.
@@ -48,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "ml-100k-seq"
 
 
-def _args() -> argparse.Namespace:
+def _args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
@@ -57,15 +61,24 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.001)
+    parser.add_argument("--batch", type=int, default=128, help="RecBole's (and by default ours)")
+    parser.add_argument("--lr", type=float, default=0.001, help="RecBole's (and by default ours)")
+    parser.add_argument(
+        "--towerkit-batch", type=int, help="towerkit's batch size (default --batch)"
+    )
+    parser.add_argument("--towerkit-lr", type=float, help="towerkit's learning rate (default --lr)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "seqrec")
     parser.add_argument(
         "--recbole-python", type=Path, default=ROOT / "runs/bench/recbole-venv/bin/python"
     )
     parser.add_argument("--extra", action="append", default=[], help="NAME=module:function")
     parser.add_argument("--side", choices=["towerkit"], help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.towerkit_batch is None:
+        args.towerkit_batch = args.batch
+    if args.towerkit_lr is None:
+        args.towerkit_lr = args.lr
+    return args
 
 
 def _prepare(out: Path) -> SeqDataset:
@@ -93,23 +106,7 @@ def _towerkit_side(args: argparse.Namespace) -> None:
         def on_epoch_end(self, trainer: Any) -> None:
             marks.append(time.perf_counter())
 
-    stage = f"{{name: sasrec, epochs: {args.epochs}, lr: {args.lr}, scheduler: constant}}"
-    overrides = [
-        f"data.prepared={args.out / 'data'}",
-        f"model.hidden={args.hidden}",
-        f"model.heads={args.heads}",
-        f"model.blocks={args.blocks}",
-        f"model.max_len={args.max_len}",
-        f"model.dropout={args.dropout}",
-        "model.loss=ce",
-        f"trainer.stages=[{stage}]",
-        f"trainer.batch_size={args.batch}",
-        "trainer.early_stopping_metric=null",
-        "trainer.eval_every_steps=1000000000",  # validation once, at the end
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        "recipe=seq-sasrec-bench",
-    ]
+    overrides = towerkit_overrides(args, args.out / "data")
     result = train(None, overrides, runs=args.out / "runs", callbacks=[EpochClock()])
     data, model = result.data, result.model.eval()
     histories = data.histories("test")
@@ -123,6 +120,30 @@ def _towerkit_side(args: argparse.Namespace) -> None:
         "n_parameters": model.num_parameters(),
     }
     write_json_atomic(args.out / "towerkit.json", summary)
+
+
+def towerkit_overrides(args: argparse.Namespace, prepared: Path) -> list[str]:
+    """The recipe overrides of towerkit's side (also used by benchmarks/seqrec_tune.py): quick
+    recipe, the shared model settings, towerkit's batch size and lr, a fixed epoch budget,
+    validation once at the end, no early stopping."""
+    lr, epochs = args.towerkit_lr, args.epochs
+    stage = f"{{name: sasrec, epochs: {epochs}, lr: {lr}, scheduler: constant}}"
+    return [
+        f"data.prepared={prepared}",
+        f"model.hidden={args.hidden}",
+        f"model.heads={args.heads}",
+        f"model.blocks={args.blocks}",
+        f"model.max_len={args.max_len}",
+        f"model.dropout={args.dropout}",
+        "model.loss=ce",
+        f"trainer.stages=[{stage}]",
+        f"trainer.batch_size={args.towerkit_batch}",
+        "trainer.early_stopping_metric=null",
+        "trainer.eval_every_steps=1000000000",  # validation once, at the end
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "recipe=seq-sasrec-bench",
+    ]
 
 
 def _matrix_scorer(matrix: np.ndarray) -> UserScorer:
@@ -161,7 +182,8 @@ def main() -> None:
     flags = [f"--{k}={v}" for k, v in [("epochs", args.epochs), ("threads", args.threads),
              ("hidden", args.hidden), ("heads", args.heads), ("blocks", args.blocks),
              ("max-len", args.max_len), ("dropout", args.dropout), ("batch", args.batch),
-             ("lr", args.lr), ("out", args.out)]]  # fmt: skip
+             ("lr", args.lr), ("towerkit-batch", args.towerkit_batch),
+             ("towerkit-lr", args.towerkit_lr), ("out", args.out)]]  # fmt: skip
     _run([sys.executable, __file__, "--side", "towerkit", *flags], env)
     ours = json.loads((args.out / "towerkit.json").read_text())
     recbole_cmd = [str(args.recbole_python), str(ROOT / "benchmarks/seqrec_recbole.py"),
@@ -228,6 +250,8 @@ def _results(
             k: getattr(args, k)
             for k in ("hidden", "heads", "blocks", "max_len", "dropout", "batch", "lr")
         },
+        "towerkit_batch": args.towerkit_batch,
+        "towerkit_lr": args.towerkit_lr,
         "rows": table,
         "towerkit_epoch_seconds": ours_epoch,
         "recbole_epoch_seconds": theirs_epoch,
@@ -244,7 +268,9 @@ def _results(
 def _markdown(args: argparse.Namespace, r: dict[str, Any]) -> str:
     lines = [
         f"{r['date']}, {r['machine']}, {r['threads']} threads, {r['epochs']} epochs each, "
-        f"settings {r['settings']}, full-softmax CE for both.",
+        f"settings {r['settings']}, full-softmax CE for both; batch / lr: RecBole "
+        f"{r['settings']['batch']} / {r['settings']['lr']}, towerkit {r['towerkit_batch']} / "
+        f"{r['towerkit_lr']}.",
         "",
         "| model | NDCG@10 full | HR@10 full | MRR full | NDCG@10 sampled-100 | HR@10 sampled-100 |",
         "|---|---|---|---|---|---|",
