@@ -93,6 +93,7 @@ def _prepare(out: Path) -> SeqDataset:
 def _towerkit_side(args: argparse.Namespace) -> None:
     """Child process: train towerkit's SASRec, save its test-history scores and timings."""
     from towerkit.core.callbacks import Callback
+    from towerkit.core.registry import ModelRegistry
     from towerkit.rec.sequential.metrics.evaluate import pad_left
     from towerkit.rec.sequential.recipe import train
 
@@ -107,7 +108,11 @@ def _towerkit_side(args: argparse.Namespace) -> None:
             marks.append(time.perf_counter())
 
     overrides = towerkit_overrides(args, args.out / "data")
-    result = train(None, overrides, runs=args.out / "runs", callbacks=[EpochClock()])
+    # a private registry: a benchmark run is not a model for the user's registry
+    registry = ModelRegistry(args.out / "registry.db")
+    result = train(
+        None, overrides, runs=args.out / "runs", callbacks=[EpochClock()], registry=registry
+    )
     data, model = result.data, result.model.eval()
     histories = data.histories("test")
     with torch.no_grad():
