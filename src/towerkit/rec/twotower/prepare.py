@@ -122,22 +122,29 @@ class PreparedData:
         if not self.history_len:
             return None
         before, held_out = self.before(name), getattr(self, name)
-        log = _concat(before, held_out)
-        users = np.arange(self.n_users, dtype=np.int64)
-        ranking = self._history(before, users, np.full(self.n_users, NEVER, dtype=np.int64))
         assert held_out.times is not None
-        events = self._history(log, held_out.user_rows, held_out.times)
-        return ranking, events
+        events = self._history(_concat(before, held_out), held_out.user_rows, held_out.times)
+        return self.latest_history(before), events
+
+    @property
+    def like_prior(self) -> float:
+        """The training like rate: where a history's smoothed like rate starts."""
+        return float(self.train.labels.mean()) if len(self.train) else 0.5
+
+    def latest_history(self, log: EncodedInteractions) -> HistoryTensors:
+        """Every user row's history over the whole of ``log``."""
+        users = np.arange(self.n_users, dtype=np.int64)
+        return self._history(log, users, np.full(self.n_users, NEVER, dtype=np.int64))
 
     def _history(
         self, log: EncodedInteractions, users: np.ndarray, times: np.ndarray
     ) -> HistoryTensors:
         assert log.times is not None
         item_ids = self.artifacts.candidate_tables.ids.numpy()[log.item_rows]
-        prior = float(self.train.labels.mean()) if len(self.train) else 0.5
         return history_as_of(
-            log.user_rows, item_ids, log.labels, log.times, users, times, self.history_len, prior
-        )
+            log.user_rows, item_ids, log.labels, log.times, users, times,
+            self.history_len, self.like_prior,
+        )  # fmt: skip
 
     def describe(self) -> str:
         return (
@@ -212,9 +219,7 @@ def prepare(
         train = prepared.train
         assert train.times is not None
         prepared.train_history = prepared._history(train, train.user_rows, train.times)
-        users = np.arange(prepared.n_users, dtype=np.int64)
-        never = np.full(prepared.n_users, NEVER, dtype=np.int64)
-        artifacts.query_history = prepared._history(train, users, never)
+        artifacts.query_history = prepared.latest_history(train)
     return prepared
 
 

@@ -95,7 +95,7 @@ def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel
         candidate=tower_spec(artifacts.candidate),
         **{
             "history_len": config.features.history_len,
-            "history_prior": float(prepared.train.labels.mean()) if len(prepared.train) else 0.5,
+            "history_prior": prepared.like_prior,
             **config.model,
         },
     )
