@@ -24,29 +24,72 @@ def _stages(epochs: int, lr: float, weight_decay: float) -> str:
 
 
 _STATIC = ["model.user_bias=false", "model.like_head=false", "model.query_ids=true"]
+# the recipe before the history attention (2026-12-05): no attention, 10 items, dropout 0.1
+_B = ["model.like_attention=false", "features.history_len=10", "model.dropout=0.1"]
+_ATT = ["model.like_attention=true", "model.attention_init=random", "model.attention_fixed=false"]
+_SVD = ["model.like_attention=true", "model.attention_init=svd"]
 VARIANTS: dict[str, list[str]] = {
     "static user features + user id (the recipe before)": [
+        *_B,
         "features.history_len=0",
         *_STATIC,
         "loss.id_dropout=0.5",
     ],
-    "+ history of 50": ["features.history_len=50", *_STATIC, "loss.id_dropout=0.5"],
-    "+ user bias, like head, no user id": ["features.history_len=50", "loss.id_dropout=0.5"],
-    "+ id dropout 0.1": ["features.history_len=50"],
-    "+ history of 10 (the full recipe)": [],
-    "full recipe, history of 200": ["features.history_len=200"],
-    "full recipe with the user id row": ["model.query_ids=true"],
-    "full recipe, history into the like head only, user id row, id dropout 0.5": [
+    "+ history of 50": [*_B, "features.history_len=50", *_STATIC, "loss.id_dropout=0.5"],
+    "+ user bias, like head, no user id": [*_B, "features.history_len=50", "loss.id_dropout=0.5"],
+    "+ id dropout 0.1": [*_B, "features.history_len=50"],
+    "+ history of 10 (the recipe before the attention)": [*_B],
+    "recipe before, history of 200": [*_B, "features.history_len=200"],
+    "recipe before, with the user id row": [*_B, "model.query_ids=true"],
+    "recipe before, history into the like head only, user id row, id dropout 0.5": [
+        *_B,
         "model.history_into=like",
         "model.query_ids=true",
         "loss.id_dropout=0.5",
     ],
-    "full recipe, lr 0.001, weight decay 0.01, 12 epochs": [_stages(12, 0.001, 0.01)],
-    "full recipe, BCE only, early stopping on AUC": [
+    "recipe before, lr 0.001, weight decay 0.01, 12 epochs": [*_B, _stages(12, 0.001, 0.01)],
+    "recipe before, BCE only, early stopping on AUC": [
+        *_B,
         "loss.softmax_weight=0",
         "trainer.early_stopping_metric=auc",
     ],
+    "recipe before, history of 50, dropout 0.3 (no attention)": [
+        *_B,
+        "features.history_len=50",
+        "model.dropout=0.3",
+    ],
+    "recipe before + history attention, own item table (random start)": [*_B, *_ATT],
+    "recipe before + history attention, candidate tower's id table": [
+        *_B,
+        *_ATT,
+        "model.attention_table=shared",
+    ],
+    "recipe before + attention, own table started from the SVD of training swipes": [
+        *_B,
+        *_SVD,
+    ],
+    "attention, SVD-started table, history of 50": [*_B, *_SVD, "features.history_len=50"],
+    "attention, fixed SVD table, history of 50": [
+        *_B,
+        *_SVD,
+        "model.attention_fixed=true",
+        "features.history_len=50",
+    ],
+    "attention, fixed SVD table, history of 50, no user features": [
+        *_B,
+        *_SVD,
+        "model.attention_fixed=true",
+        "features.history_len=50",
+        "features.user_features=[]",
+    ],
+    "attention, fixed SVD table, history of 10, dropout 0.3": [
+        "features.history_len=10",
+    ],
+    "attention, fixed SVD table, history of 50, dropout 0.3 (the full recipe)": [],
 }
+
+
+TRACE = False  # --trace: print validation AUC / recall@50 at every evaluation
 
 
 def run_variant(overrides: list[str], data: object) -> dict[str, float]:
@@ -68,12 +111,16 @@ def run_variant(overrides: list[str], data: object) -> dict[str, float]:
     art, histories = prepared.artifacts, prepared.histories("val")
     warm = warm_users(prepared.train)
 
+    trace: list[str] = []
+
     def on_val(unwrapped: object) -> dict[str, float]:
         scorer = model_scorer(unwrapped, art, histories)  # type: ignore[arg-type]
-        return evaluate_scorer(
+        got = evaluate_scorer(
             scorer, prepared.val, prepared.train, prepared.n_users, prepared.n_items,
             config.eval.ks, warm,
         )  # fmt: skip
+        trace.append(f"{got['auc']:.4f}/{got['recall@50']:.4f}")
+        return got
 
     loss = TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +130,8 @@ def run_variant(overrides: list[str], data: object) -> dict[str, float]:
         )  # fmt: skip
         fit = trainer.fit()
     result = on_val(model)
+    if TRACE:
+        print("  per evaluation, AUC/recall@50:", " ".join(trace[:-1]), flush=True)
     result["best_step"] = float(fit.best_step or 0)
     result["steps"] = float(fit.global_step)
     return result
@@ -95,7 +144,10 @@ def main() -> None:
         "--try", dest="tries", action="append", default=[],
         help="an ad-hoc variant: overrides separated by ';' (repeatable)",
     )  # fmt: skip
+    parser.add_argument("--trace", action="store_true", help="print every evaluation's numbers")
     args = parser.parse_args()
+    global TRACE
+    TRACE = args.trace
     torch.set_num_threads(1)
     from towerkit.rec.twotower.sources import movielens_data
 

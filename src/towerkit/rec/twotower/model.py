@@ -27,6 +27,7 @@ from towerkit.core.errors import ConfigError
 from towerkit.core.io import atomic_dir
 from towerkit.core.model import BaseModel, register_model, replace_config
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
+from towerkit.rec.twotower.attention import HistoryAttention
 from towerkit.rec.twotower.losses import StreamingFrequency
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,19 +35,29 @@ M = TypeVar("M", bound=BaseModel)
 
 class TowerOutput(NamedTuple):
     """What a tower gives for n entities: the L2-normalised retrieval ``embedding`` (n, d), the
-    like-vs-pass ``bias`` (n,) (0 without a bias head) and the L2-normalised ``like`` embedding
-    the like-vs-pass logit compares (its own head with ``like_head``, else ``embedding``)."""
+    like-vs-pass ``bias`` (n,) (0 without a bias head), the L2-normalised ``like`` embedding
+    the like-vs-pass logit compares (its own head with ``like_head``, else ``embedding``) and
+    the id indices the like logit's history attention reads (``items``: a candidate's own id
+    (n,), a query's last liked and passed items (n, 2, L); None where there are none)."""
 
     embedding: Tensor
     bias: Tensor
     like: Tensor
+    items: Tensor | None = None
 
     def take(self, rows: Tensor) -> TowerOutput:
-        return TowerOutput(self.embedding[rows], self.bias[rows], self.like[rows])
+        items = self.items[rows] if self.items is not None else None
+        return TowerOutput(self.embedding[rows], self.bias[rows], self.like[rows], items)
 
     @staticmethod
     def cat(parts: list[TowerOutput]) -> TowerOutput:
-        return TowerOutput(*(torch.cat([p[i] for p in parts]) for i in range(3)))
+        items = [p.items for p in parts if p.items is not None]
+        return TowerOutput(
+            torch.cat([p.embedding for p in parts]),
+            torch.cat([p.bias for p in parts]),
+            torch.cat([p.like for p in parts]),
+            torch.cat(items) if items and len(items) == len(parts) else None,
+        )
 
 
 @dataclass
@@ -92,6 +103,17 @@ class TwoTowerConfig:
     # where the history goes: "both" (the retrieval embedding and the like-vs-pass logit) or
     # "like" (only the like head and user bias: retrieval stays on the static features and id)
     history_into: str = "both"
+    # true: the like-vs-pass logit adds a target-aware attention term, the candidate attending
+    # over the user's last liked and passed items (attention.py; needs history_len > 0); the
+    # retrieval embeddings, the export and serving do not use it
+    like_attention: bool = False
+    attention_dim: int = 32
+    attention_hidden: int = 64
+    attention_table: str = "own"  # "own" item table or the candidate tower's id table, "shared"
+    # "svd": the own item table starts from a truncated SVD of the training like (+1) / pass
+    # (-1) item x user matrix (attention.item_factors), i.e. item-item similarity of swipes
+    attention_init: str = "random"
+    attention_fixed: bool = False  # true with svd: the item table stays as initialised
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "id_dim", "feature_dim", "text_proj_dim"):
@@ -109,6 +131,22 @@ class TwoTowerConfig:
             raise ConfigError("model: history_into=like needs like_head: true")
         if self.history_len and not self.use_ids:
             raise ConfigError("model: history_len > 0 embeds items by id: it needs use_ids")
+        if self.like_attention and not self.history_len:
+            raise ConfigError("model: like_attention attends over the history: set history_len")
+        if self.attention_table not in ("own", "shared"):
+            raise ConfigError(
+                f"model: attention_table: expected own or shared, got {self.attention_table!r}"
+            )
+        if self.attention_init not in ("random", "svd"):
+            raise ConfigError(
+                f"model: attention_init: expected random or svd, got {self.attention_init!r}"
+            )
+        if self.attention_init == "svd" and self.attention_table != "own":
+            raise ConfigError("model: attention_init=svd needs attention_table=own")
+        if self.attention_fixed and self.attention_init != "svd":
+            raise ConfigError("model: attention_fixed keeps the svd table: set attention_init=svd")
+        if min(self.attention_dim, self.attention_hidden) < 1:
+            raise ConfigError("model: attention_dim and attention_hidden: expected >= 1")
 
     @property
     def history_width(self) -> int:
@@ -185,7 +223,7 @@ class Tower(nn.Module):
             else hidden.new_zeros(hidden.shape[0])
         )
         like = F.normalize(self.like_head(head_in), dim=-1) if self.like_head is not None else None
-        return TowerOutput(embedding, bias, embedding if like is None else like)
+        return TowerOutput(embedding, bias, embedding if like is None else like, ids)
 
     def hidden(
         self,
@@ -240,6 +278,18 @@ class TwoTowerModel(BaseModel):
         self.item_frequency = StreamingFrequency(
             config.freq_buckets, config.freq_hashes, config.freq_alpha
         )
+        self.attention = (
+            HistoryAttention(
+                config.candidate.n_ids,
+                config.attention_dim,
+                config.attention_hidden,
+                input_dim=config.id_dim if config.attention_table == "shared" else None,
+                init_std=config.init_std,
+                fixed=config.attention_fixed,
+            )
+            if config.like_attention
+            else None
+        )
         self.artifacts: FeatureArtifacts | None = None
 
     def forward(
@@ -258,7 +308,9 @@ class TwoTowerModel(BaseModel):
             if history is None:
                 raise ValueError("this model reads the user's history: pass (liked, passed, stats)")
             extra = self.history_vectors(*history)
-        return self.query_tower.encode(*query, extra=extra)
+        out = self.query_tower.encode(*query, extra=extra)
+        items = torch.stack([history[0], history[1]], dim=1) if history is not None else None
+        return out._replace(items=items)
 
     def history_vectors(self, liked: Tensor, passed: Tensor, stats: Tensor) -> Tensor:
         """(n, 2 * id_dim + 2): mean id embedding of the liked and of the passed items, stats."""
@@ -273,9 +325,16 @@ class TwoTowerModel(BaseModel):
         return torch.cat([mean(liked), mean(passed), stats.to(table.weight.dtype)], dim=-1)
 
     def like_logits(self, query: TowerOutput, candidate: TowerOutput) -> Tensor:
-        """Pointwise like-vs-pass logits of aligned (query_i, candidate_i) pairs."""
+        """Pointwise like-vs-pass logits of aligned (query_i, candidate_i) pairs; with
+        ``like_attention`` plus the candidate's attention over the query's history items."""
         cosine = (query.like * candidate.like).sum(dim=-1)
-        return self.bce_scale * cosine + candidate.bias + query.bias + self.bce_bias
+        logits = self.bce_scale * cosine + candidate.bias + query.bias + self.bce_bias
+        if self.attention is None:
+            return logits
+        if query.items is None or candidate.items is None:
+            raise ValueError("like_attention needs the query's history and the candidate's ids")
+        table = self.candidate_tower.id_embedding
+        return logits + self.attention(table, candidate.items, query.items)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Weights + config (BaseModel) and the artifacts, replacing ``directory`` as a whole."""

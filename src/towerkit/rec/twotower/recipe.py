@@ -26,6 +26,7 @@ from towerkit.core.paths import repo_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
 from towerkit.core.run import Promote, finish_run, maybe_promote, start_run
 from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
+from towerkit.rec.twotower.attention import item_factors
 from towerkit.rec.twotower.baselines import fit_baselines
 from towerkit.rec.twotower.config import REGISTRY_NAME, TwoTowerRecipe
 from towerkit.rec.twotower.data import InteractionData
@@ -106,6 +107,11 @@ def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel
             f"model.history_len {model.config.history_len} differs from features.history_len "
             f"{config.features.history_len}: set features.history_len only"
         )
+    if model.attention is not None and model.config.attention_init == "svd":
+        train = prepared.train
+        ids = artifacts.candidate_tables.ids.numpy()[train.item_rows]
+        n_ids, dim = model.config.candidate.n_ids, model.config.attention_dim
+        model.attention.init_items(item_factors(ids, train.user_rows, train.labels, n_ids, dim))
     model.artifacts = artifacts
     return model
 
