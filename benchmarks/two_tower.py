@@ -211,7 +211,7 @@ def section(result: dict[str, Any], command: str) -> str:
         "",
         f"- training: {metrics['train_examples_per_second']:,.0f} examples/s, "
         f"{metrics['train_steps']:.0f} steps in {metrics['train_seconds']:.1f} s "
-        f"(early stopping on validation recall@50; whole benchmark {result['wall_seconds']:.0f} s)",
+        f"({_selection(metrics)}; whole benchmark {result['wall_seconds']:.0f} s)",
         f"- goal AUC >= 0.85: **{'met' if ours['auc'] >= 0.85 else 'not met'}** ({ours['auc']:.4f}); "
         f"for scale, on this test split each movie's training like rate alone scores AUC "
         f"{result['item_like_rate_test_auc']:.4f}, and adding the user's like rate over what they "
@@ -229,6 +229,14 @@ def section(result: dict[str, Any], command: str) -> str:
         f"- results: `{RESULTS.relative_to(ROOT)}` (run directory, validation table and the tuning grid)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _selection(metrics: dict[str, float]) -> str:
+    """How the weights were chosen on validation (the like path apart when it was)."""
+    best = f"early stopping on validation recall@50, best at step {metrics['train_best_step']:.0f}"
+    if "train_like_best_step" not in metrics:
+        return best
+    return f"{best}; the like path's weights of its best validation AUC, step {metrics['train_like_best_step']:.0f}"
 
 
 def write_section(text: str) -> None:

@@ -4,7 +4,9 @@
 
 Each variant is the full recipe plus overrides, trained on MovieLens-100K's training split
 (the same seed-db rules and time split as benchmarks/two_tower.py) with early stopping on
-validation recall@50; printed: validation AUC, recall@50, NDCG@50 and the epoch it stopped at.
+validation recall@50 (and, where ``like_selection`` is set, the like path's weights of its best
+validation AUC); printed: validation AUC, recall@50, NDCG@50, warm-user recall@50 and the steps
+the weights came from.
 """
 
 from __future__ import annotations
@@ -23,9 +25,27 @@ def _stages(epochs: int, lr: float, weight_decay: float) -> str:
     return f"trainer.stages=[{{{stage}, scheduler: cosine}}]"
 
 
+def _like_stage(lr: float, epochs: int) -> str:
+    """The full recipe's two stages, the like path's first with another lr / epoch count."""
+    like = f"{{name: like, epochs: {epochs}, lr: {lr}, weight_decay: 0.00001, scheduler: cosine, "
+    like += "trainable: ['like_*', 'attention.*', 'bce_*']}"
+    retrieval = "{name: retrieval, epochs: 8, lr: 0.003, weight_decay: 0.00001, "
+    retrieval += "scheduler: cosine, trainable: ['query_tower.*', 'candidate_tower.*']}"
+    return f"trainer.stages=[{like}, {retrieval}]"
+
+
+# the recipe before the like path was split off (2026-12-05): one stage, shared towers
+_ONE = [
+    "model.like_towers=false",
+    "model.history_into=both",
+    "like_selection.metric=null",
+    _stages(8, 0.003, 0.00001),
+    "trainer.early_stopping_patience=3",
+]
+_SPLIT = ["model.like_towers=true", "like_selection.metric=auc"]
 _STATIC = ["model.user_bias=false", "model.like_head=false", "model.query_ids=true"]
 # the recipe before the history attention (2026-12-05): no attention, 10 items, dropout 0.1
-_B = ["model.like_attention=false", "features.history_len=10", "model.dropout=0.1"]
+_B = [*_ONE, "model.like_attention=false", "features.history_len=10", "model.dropout=0.1"]
 _ATT = ["model.like_attention=true", "model.attention_init=random", "model.attention_fixed=false"]
 _SVD = ["model.like_attention=true", "model.attention_init=svd"]
 VARIANTS: dict[str, list[str]] = {
@@ -82,10 +102,33 @@ VARIANTS: dict[str, list[str]] = {
         "features.history_len=50",
         "features.user_features=[]",
     ],
-    "attention, fixed SVD table, history of 10, dropout 0.3": [
-        "features.history_len=10",
+    "attention, fixed SVD table, history of 10, dropout 0.3": [*_ONE, "features.history_len=10"],
+    "attention, fixed SVD table, history of 50, dropout 0.3 (the recipe before the split)": _ONE,
+    "recipe before the split, like heads kept at their best validation AUC": [
+        *_ONE,
+        "like_selection.metric=auc",
     ],
-    "attention, fixed SVD table, history of 50, dropout 0.3 (the full recipe)": [],
+    "like path on towers of its own, kept at its best validation AUC": [*_ONE, *_SPLIT],
+    "the same, retrieval without the history (history_into=like)": [
+        *_ONE,
+        *_SPLIT,
+        "model.history_into=like",
+    ],
+    "the same, evaluated every half epoch": [
+        *_ONE,
+        *_SPLIT,
+        "model.history_into=like",
+        "trainer.eval_every_steps=57",
+        "trainer.early_stopping_patience=6",
+    ],
+    "the same, dropout 0.5": [*_ONE, *_SPLIT, "model.history_into=like", "model.dropout=0.5"],
+    "like path in a stage of its own first: lr 0.0003, 4 epochs": [_like_stage(0.0003, 4)],
+    "like path in a stage of its own first: lr 0.003, 4 epochs": [_like_stage(0.003, 4)],
+    "like path in a stage of its own first: lr 0.001, 8 epochs": [
+        _like_stage(0.001, 8),
+        "trainer.early_stopping_patience=8",
+    ],
+    "like path in a stage of its own first: lr 0.001, 4 epochs (the full recipe)": [],
 }
 
 
@@ -102,6 +145,7 @@ def run_variant(overrides: list[str], data: object) -> dict[str, float]:
         default_config_path,
         load_recipe,
     )
+    from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
     from towerkit.rec.twotower.training import TwoTowerLoss
 
     config = load_recipe(default_config_path("full"), overrides)
@@ -123,18 +167,27 @@ def run_variant(overrides: list[str], data: object) -> dict[str, float]:
         return got
 
     loss = TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history)
+    callbacks = like_selection_callbacks(config, model, None)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
             model, config.trainer, InteractionDataset(prepared.train), loss, Path(tmp),
-            eval_fn=on_val, collate_fn=collate,
+            eval_fn=on_val, collate_fn=collate, callbacks=callbacks,
         )  # fmt: skip
         fit = trainer.fit()
     result = on_val(model)
     if TRACE:
         print("  per evaluation, AUC/recall@50:", " ".join(trace[:-1]), flush=True)
     result["best_step"] = float(fit.best_step or 0)
+    like = [c for c in callbacks if isinstance(c, LikePathSelection)]
+    result["like_step"] = float(like[0].best_step or 0) if like else result["best_step"]
     result["steps"] = float(fit.global_step)
     return result
+
+
+def _steps(row: dict[str, float]) -> str:
+    """ "best / steps", with the like path's own best step when it was selected apart."""
+    like = f" (like {row['like_step']:.0f})" if row["like_step"] != row["best_step"] else ""
+    return f"{row['best_step']:.0f}{like} / {row['steps']:.0f}"
 
 
 def main() -> None:
@@ -167,7 +220,7 @@ def main() -> None:
         print(
             f"| {name} | {row['auc']:.4f} | {row['recall@50']:.4f} | {row['ndcg@50']:.4f} "
             f"| {row['warm_recall@50']:.4f} "
-            f"| {row['best_step']:.0f} / {row['steps']:.0f} | {time.perf_counter() - started:.0f} |",
+            f"| {_steps(row)} | {time.perf_counter() - started:.0f} |",
             flush=True,
         )
 

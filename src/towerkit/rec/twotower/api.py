@@ -77,7 +77,7 @@ class QueryTowerExport(nn.Module):
         history = (
             tuple(given[name] for name in HISTORY_NAMES) if HISTORY_NAMES[0] in given else None
         )
-        return self.model.encode_query(args, history).embedding  # type: ignore[arg-type]
+        return self.model.encode_query(args, history, like=False).embedding  # type: ignore[arg-type]
 
 
 @dataclass
@@ -108,7 +108,7 @@ class TwoTowerBundle:
     def _embed_query(self, tensors: SideTensors, history: HistoryTensors | None) -> np.ndarray:
         self.model.eval()
         inputs = history.inputs() if history is not None else None
-        embedding = self.model.encode_query(tensors.inputs(), inputs).embedding
+        embedding = self.model.encode_query(tensors.inputs(), inputs, like=False).embedding
         return embedding.numpy().astype(np.float32)
 
     def query_embeddings(self, user_ids: Sequence[str]) -> np.ndarray:

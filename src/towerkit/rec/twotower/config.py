@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from towerkit.core.errors import ConfigError
 from towerkit.core.schedules import StageConfig, TrainerConfig
@@ -54,6 +54,20 @@ class EvalConfig:
             raise ConfigError("eval: ks: expected cut-offs >= 1")
 
 
+@dataclass
+class LikeSelectionConfig:
+    """``metric``: a validation metric (``auc``) whose best evaluation the like-vs-pass path's
+    weights come from, apart from the trainer's early-stopping metric, which the retrieval path
+    follows (``selection.py``); None: the like path follows it too."""
+
+    metric: str | None = None
+    mode: Literal["max", "min"] = "max"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"like_selection: mode: expected max or min, got {self.mode!r}")
+
+
 def _default_trainer() -> TrainerConfig:
     return TrainerConfig(
         stages=[StageConfig(epochs=10, lr=3e-3, weight_decay=1e-5)],
@@ -75,3 +89,4 @@ class TwoTowerRecipe:
     trainer: TrainerConfig = field(default_factory=_default_trainer)
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    like_selection: LikeSelectionConfig = field(default_factory=LikeSelectionConfig)

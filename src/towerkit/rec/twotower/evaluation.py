@@ -134,7 +134,7 @@ def embed_tables(
     try:
         items = TowerOutput.cat(
             [
-                model.candidate_tower.encode(*candidates.take(rows).inputs())
+                model.encode_candidate(candidates.take(rows).inputs())
                 for rows in _chunks(len(candidates), batch_size)
             ]
         )

@@ -1,11 +1,9 @@
 """The two-tower retrieval model: a query (user) tower and a candidate (item) tower.
 
-Each tower embeds the entity id (with hashed out-of-vocabulary rows), its categorical features
-(``nn.Embedding``), multi-categorical features (``nn.EmbeddingBag``, mean over the list), numeric
-features (already normalised) and text features (precomputed MiniLM vectors through a linear
-projection), concatenates them and runs an MLP to an L2-normalised embedding. Scores are
-cosines. The model also carries the streaming item-frequency estimator of the logQ correction
-and the scale / bias of the pointwise like-vs-pass head.
+Each tower (``towers.py``) runs ids and features through an MLP to an L2-normalised embedding;
+retrieval scores are cosines. The model also carries the streaming item-frequency estimator of
+the logQ correction, the scale / bias of the pointwise like-vs-pass logit and, optionally, the
+logit's history attention and a second pair of towers of its own (``like_towers``).
 
 A trained model is saved with its fitted featurisation (``features.json``) and the feature
 tensors of every known user and item plus the items each user saw in training
@@ -17,10 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from towerkit.core.errors import ConfigError
@@ -29,47 +26,11 @@ from towerkit.core.model import BaseModel, register_model, replace_config
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.attention import HistoryAttention
 from towerkit.rec.twotower.losses import StreamingFrequency
+from towerkit.rec.twotower.towers import Tower, TowerOutput, TowerSpec
 
 M = TypeVar("M", bound=BaseModel)
 
-
-class TowerOutput(NamedTuple):
-    """What a tower gives for n entities: the L2-normalised retrieval ``embedding`` (n, d), the
-    like-vs-pass ``bias`` (n,) (0 without a bias head), the L2-normalised ``like`` embedding
-    the like-vs-pass logit compares (its own head with ``like_head``, else ``embedding``) and
-    the id indices the like logit's history attention reads (``items``: a candidate's own id
-    (n,), a query's last liked and passed items (n, 2, L); None where there are none)."""
-
-    embedding: Tensor
-    bias: Tensor
-    like: Tensor
-    items: Tensor | None = None
-
-    def take(self, rows: Tensor) -> TowerOutput:
-        items = self.items[rows] if self.items is not None else None
-        return TowerOutput(self.embedding[rows], self.bias[rows], self.like[rows], items)
-
-    @staticmethod
-    def cat(parts: list[TowerOutput]) -> TowerOutput:
-        items = [p.items for p in parts if p.items is not None]
-        return TowerOutput(
-            torch.cat([p.embedding for p in parts]),
-            torch.cat([p.bias for p in parts]),
-            torch.cat([p.like for p in parts]),
-            torch.cat(items) if items and len(items) == len(parts) else None,
-        )
-
-
-@dataclass
-class TowerSpec:
-    """A tower's input sizes, read off a fitted ``SideFeaturizer``."""
-
-    n_ids: int = 2
-    categorical: list[int] = field(default_factory=list)  # vocabulary sizes
-    multi_categorical: list[int] = field(default_factory=list)
-    n_numeric: int = 0
-    n_text: int = 0
-    text_dim: int = 0
+__all__ = ["Tower", "TowerOutput", "TowerSpec", "TwoTowerConfig", "TwoTowerModel"]
 
 
 @dataclass
@@ -114,6 +75,10 @@ class TwoTowerConfig:
     # (-1) item x user matrix (attention.item_factors), i.e. item-item similarity of swipes
     attention_init: str = "random"
     attention_fixed: bool = False  # true with svd: the item table stays as initialised
+    # true: the like-vs-pass logit reads a second query / candidate tower pair of its own (with
+    # the user / item bias heads and the history), so no parameter feeds both it and retrieval
+    # and each path can keep the weights of its own best epoch (recipe: like_selection)
+    like_towers: bool = False
 
     def __post_init__(self) -> None:
         for key in ("embedding_dim", "id_dim", "feature_dim", "text_proj_dim"):
@@ -127,8 +92,12 @@ class TwoTowerConfig:
             raise ConfigError(
                 f"model: history_into: expected both or like, got {self.history_into!r}"
             )
-        if self.history_len and self.history_into == "like" and not self.like_head:
-            raise ConfigError("model: history_into=like needs like_head: true")
+        if (
+            self.history_len
+            and self.history_into == "like"
+            and not (self.like_head or self.like_towers)
+        ):
+            raise ConfigError("model: history_into=like needs like_head: true (or like_towers)")
         if self.history_len and not self.use_ids:
             raise ConfigError("model: history_len > 0 embeds items by id: it needs use_ids")
         if self.like_attention and not self.history_len:
@@ -154,100 +123,6 @@ class TwoTowerConfig:
         return 2 * self.id_dim + 2 if self.history_len else 0
 
 
-class Tower(nn.Module):
-    """Inputs (ids (n,), cat (n, c), multi (n, m, L), num (n, k), text (n, t, D)) -> (n, d)."""
-
-    def __init__(
-        self,
-        spec: TowerSpec,
-        config: TwoTowerConfig,
-        with_bias: bool = False,
-        extra_width: int = 0,
-        use_ids: bool = True,
-        extra_to_heads_only: bool = False,
-    ) -> None:
-        super().__init__()
-        self.spec = spec
-        # the extra input skips the body and meets the hidden layer at the like / bias heads
-        self.extra_to_heads_only = extra_to_heads_only
-        head_extra = extra_width if extra_to_heads_only else 0
-        extra_width = 0 if extra_to_heads_only else extra_width
-        use_ids = use_ids and config.use_ids
-        self.id_embedding = nn.Embedding(spec.n_ids, config.id_dim) if use_ids else None
-        self.categorical = nn.ModuleList(
-            nn.Embedding(size, config.feature_dim) for size in spec.categorical
-        )
-        self.multi_categorical = nn.ModuleList(
-            nn.EmbeddingBag(size, config.feature_dim, mode="mean", padding_idx=0)
-            for size in spec.multi_categorical
-        )
-        self.text = nn.ModuleList(
-            nn.Linear(spec.text_dim, config.text_proj_dim) for _ in range(spec.n_text)
-        )
-        width = (
-            (config.id_dim if use_ids else 0)
-            + config.feature_dim * (len(spec.categorical) + len(spec.multi_categorical))
-            + spec.n_numeric
-            + config.text_proj_dim * spec.n_text
-            + extra_width
-        )
-        if width == 0:
-            raise ConfigError("model: a tower has no inputs (use_ids is false and no features)")
-        layers: list[nn.Module] = []
-        for hidden in config.hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
-            width = hidden
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, config.embedding_dim)
-        # a scalar "how likely is a like at all" (item appeal / user pickiness) from the same layer
-        self.bias_head = nn.Linear(width + head_extra, 1) if with_bias else None
-        self.like_head = (
-            nn.Linear(width + head_extra, config.embedding_dim) if config.like_head else None
-        )
-        for module in self.modules():
-            if isinstance(module, nn.Embedding | nn.EmbeddingBag):
-                nn.init.normal_(module.weight, std=config.init_std)
-
-    def forward(self, ids: Tensor, cat: Tensor, multi: Tensor, num: Tensor, text: Tensor) -> Tensor:
-        return F.normalize(self.head(self.hidden(ids, cat, multi, num, text)), dim=-1)
-
-    def encode(self, *inputs: Tensor, extra: Tensor | None = None) -> TowerOutput:
-        ids, cat, multi, num, text = inputs
-        to_heads = self.extra_to_heads_only and extra is not None
-        hidden = self.hidden(ids, cat, multi, num, text, None if to_heads else extra)
-        embedding = F.normalize(self.head(hidden), dim=-1)
-        head_in = torch.cat([hidden, extra], dim=-1) if to_heads and extra is not None else hidden
-        bias = (
-            self.bias_head(head_in).squeeze(-1)
-            if self.bias_head is not None
-            else hidden.new_zeros(hidden.shape[0])
-        )
-        like = F.normalize(self.like_head(head_in), dim=-1) if self.like_head is not None else None
-        return TowerOutput(embedding, bias, embedding if like is None else like, ids)
-
-    def hidden(
-        self,
-        ids: Tensor,
-        cat: Tensor,
-        multi: Tensor,
-        num: Tensor,
-        text: Tensor,
-        extra: Tensor | None = None,
-    ) -> Tensor:
-        parts: list[Tensor] = []
-        if self.id_embedding is not None:
-            parts.append(self.id_embedding(ids))
-        parts.extend(emb(cat[:, j]) for j, emb in enumerate(self.categorical))
-        parts.extend(bag(multi[:, j]) for j, bag in enumerate(self.multi_categorical))
-        if self.spec.n_numeric:
-            parts.append(num)
-        parts.extend(proj(text[:, j]) for j, proj in enumerate(self.text))
-        if extra is not None:
-            parts.append(extra)
-        hidden: Tensor = self.body(torch.cat(parts, dim=-1))
-        return hidden
-
-
 class TwoTowerModel(BaseModel):
     """``forward(query_inputs, candidate_inputs, history) -> (query TowerOutput, candidate
     TowerOutput)``; retrieval scores are the cosines of the ``embedding``s; the like-vs-pass
@@ -264,15 +139,26 @@ class TwoTowerModel(BaseModel):
 
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__(config)
+        split = config.like_towers  # the like-vs-pass heads live on towers of their own
+        # does the retrieval tower read the history (split: only with history_into=both)?
+        self.retrieval_history = bool(config.history_len) and not (
+            split and config.history_into == "like"
+        )
         self.query_tower = Tower(
             config.query,
             config,
-            with_bias=config.user_bias,
-            extra_width=config.history_width,
+            with_bias=config.user_bias and not split,
+            extra_width=config.history_width if self.retrieval_history else 0,
             use_ids=config.query_ids,
-            extra_to_heads_only=config.history_into == "like",
+            extra_to_heads_only=config.history_into == "like" and not split,
+            like_head=config.like_head and not split,
         )
-        self.candidate_tower = Tower(config.candidate, config, with_bias=config.item_bias)
+        self.candidate_tower = Tower(
+            config.candidate,
+            config,
+            with_bias=config.item_bias and not split,
+            like_head=config.like_head and not split,
+        )
         self.bce_scale = nn.Parameter(torch.tensor(float(config.bce_scale_init)))
         self.bce_bias = nn.Parameter(torch.zeros(()))
         self.item_frequency = StreamingFrequency(
@@ -290,6 +176,24 @@ class TwoTowerModel(BaseModel):
             if config.like_attention
             else None
         )
+        # like_towers: the like embedding is these towers' main head, with the bias heads
+        self.like_query_tower = (
+            Tower(
+                config.query,
+                config,
+                with_bias=config.user_bias,
+                extra_width=config.history_width,
+                use_ids=config.query_ids,
+                like_head=False,
+            )
+            if split
+            else None
+        )
+        self.like_candidate_tower = (
+            Tower(config.candidate, config, with_bias=config.item_bias, like_head=False)
+            if split
+            else None
+        )
         self.artifacts: FeatureArtifacts | None = None
 
     def forward(
@@ -298,31 +202,64 @@ class TwoTowerModel(BaseModel):
         candidate: tuple[Tensor, ...],
         history: tuple[Tensor, ...] | None = None,
     ) -> tuple[TowerOutput, TowerOutput]:
-        return self.encode_query(query, history), self.candidate_tower.encode(*candidate)
+        return self.encode_query(query, history), self.encode_candidate(candidate)
 
     def encode_query(
-        self, query: tuple[Tensor, ...], history: tuple[Tensor, ...] | None = None
+        self,
+        query: tuple[Tensor, ...],
+        history: tuple[Tensor, ...] | None = None,
+        like: bool = True,
     ) -> TowerOutput:
-        extra = None
-        if self.config.history_len:
-            if history is None:
-                raise ValueError("this model reads the user's history: pass (liked, passed, stats)")
-            extra = self.history_vectors(*history)
-        out = self.query_tower.encode(*query, extra=extra)
+        """The query tower's output; ``like=False``: retrieval only (with ``like_towers`` the
+        like tower is skipped, its fields are then the retrieval ones)."""
+        if self.config.history_len and history is None:
+            raise ValueError("this model reads the user's history: pass (liked, passed, stats)")
         items = torch.stack([history[0], history[1]], dim=1) if history is not None else None
-        return out._replace(items=items)
+        extra = None
+        if history is not None and self.retrieval_history:
+            extra = self.history_vectors(history, self.candidate_tower.id_embedding)
+        out = self.query_tower.encode(*query, extra=extra)._replace(items=items)
+        if self.like_query_tower is None or not like:
+            return out
+        like_extra = None
+        if history is not None and self.config.history_len:
+            assert self.like_candidate_tower is not None
+            like_extra = self.history_vectors(history, self.like_candidate_tower.id_embedding)
+        own = self.like_query_tower.encode(*query, extra=like_extra)
+        return out._replace(bias=own.bias, like=own.embedding)
 
-    def history_vectors(self, liked: Tensor, passed: Tensor, stats: Tensor) -> Tensor:
-        """(n, 2 * id_dim + 2): mean id embedding of the liked and of the passed items, stats."""
-        table = self.candidate_tower.id_embedding
+    def encode_candidate(self, candidate: tuple[Tensor, ...], like: bool = True) -> TowerOutput:
+        out = self.candidate_tower.encode(*candidate)
+        if self.like_candidate_tower is None or not like:
+            return out
+        own = self.like_candidate_tower.encode(*candidate)
+        return out._replace(bias=own.bias, like=own.embedding)
+
+    def history_vectors(
+        self, history: tuple[Tensor, ...], table: nn.Embedding | None = None
+    ) -> Tensor:
+        """(n, 2 * id_dim + 2) of ``history`` (liked, passed, stats): the mean id embedding (in
+        ``table``, default the candidate tower's) of the liked and of the passed items, stats."""
+        liked, passed, stats = history
+        table = table if table is not None else self.candidate_tower.id_embedding
         assert table is not None  # the config demands use_ids with a history
+        dtype = table.weight.dtype
 
         def mean(ids: Tensor) -> Tensor:
-            present = (ids >= 0).unsqueeze(-1).to(table.weight.dtype)
+            present = (ids >= 0).unsqueeze(-1).to(dtype)
             summed = (table(ids.clamp(min=0)) * present).sum(dim=1)
             return summed / present.sum(dim=1).clamp(min=1.0)
 
-        return torch.cat([mean(liked), mean(passed), stats.to(table.weight.dtype)], dim=-1)
+        return torch.cat([mean(liked), mean(passed), stats.to(dtype)], dim=-1)
+
+    def like_path_names(self) -> list[str]:
+        """State-dict keys of what feeds only ``like_logits``: the bias and like heads (with
+        ``like_towers`` the whole like towers), the logit's scale and bias, the attention."""
+        prefixes = ["like_query_tower.", "like_candidate_tower.", "attention.", "bce_"]
+        if not self.config.like_towers:
+            for tower in ("query_tower", "candidate_tower"):
+                prefixes += [f"{tower}.bias_head.", f"{tower}.like_head."]
+        return [k for k in self.state_dict() if k.startswith(tuple(prefixes))]
 
     def like_logits(self, query: TowerOutput, candidate: TowerOutput) -> Tensor:
         """Pointwise like-vs-pass logits of aligned (query_i, candidate_i) pairs; with
@@ -333,7 +270,7 @@ class TwoTowerModel(BaseModel):
             return logits
         if query.items is None or candidate.items is None:
             raise ValueError("like_attention needs the query's history and the candidate's ids")
-        table = self.candidate_tower.id_embedding
+        table = (self.like_candidate_tower or self.candidate_tower).id_embedding
         return logits + self.attention(table, candidate.items, query.items)
 
     def save_pretrained(self, directory: str | Path) -> Path:

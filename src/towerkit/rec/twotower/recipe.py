@@ -34,6 +34,7 @@ from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm
 from towerkit.rec.twotower.features import SideFeaturizer
 from towerkit.rec.twotower.model import TowerSpec, TwoTowerModel
 from towerkit.rec.twotower.prepare import InteractionDataset, PreparedData, collate, prepare
+from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
 from towerkit.rec.twotower.sources import load_data
 from towerkit.rec.twotower.text import CachedSentenceEncoder
 from towerkit.rec.twotower.training import TwoTowerLoss
@@ -189,6 +190,7 @@ def train(
             config.eval.ks, warm,
         )  # fmt: skip
 
+    like = like_selection_callbacks(config, model, run_dir)  # the like path chosen apart
     trainer = Trainer(
         model,
         config.trainer,
@@ -199,6 +201,7 @@ def train(
         run_dir,
         eval_fn=eval_on_val,
         collate_fn=collate,
+        callbacks=like,
     )
     fit = trainer.fit(resume=resume is not None)
     val_table = evaluate_all(config, model, prepared, "val")
@@ -208,6 +211,9 @@ def train(
     metrics["train_seconds"] = float(fit.train_seconds)
     metrics["train_examples_per_second"] = float(fit.examples_per_second)
     metrics["train_steps"] = float(fit.global_step)
+    metrics["train_best_step"] = float(fit.best_step or 0)
+    for kept in (c for c in like if isinstance(c, LikePathSelection) and c.best_step is not None):
+        metrics["train_like_best_step"] = float(kept.best_step or 0)
     registry = registry or ModelRegistry()
     version = finish_run(
         run_dir, model, metrics, config,
