@@ -163,6 +163,11 @@ class Trainer:
 
     # --- public -------------------------------------------------------------------------------
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one pass over the training data."""
+        return math.ceil(self._batches_per_epoch / self.config.grad_accum_steps)
+
     def request_stop(self) -> None:
         """Stop after the current step and write a checkpoint; ``fit(resume=True)`` goes on."""
         self._stop_requested = True
@@ -220,8 +225,7 @@ class Trainer:
         self.resumed_from = None
 
     def _stage_total_steps(self, stage: StageConfig) -> int:
-        per_epoch = math.ceil(self._batches_per_epoch / self.config.grad_accum_steps)
-        total = stage.epochs * per_epoch
+        total = stage.epochs * self.steps_per_epoch
         return min(total, stage.max_steps) if stage.max_steps is not None else total
 
     def _start_stage(self) -> None:

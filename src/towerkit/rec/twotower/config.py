@@ -90,3 +90,7 @@ class TwoTowerRecipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     like_selection: LikeSelectionConfig = field(default_factory=LikeSelectionConfig)
+    # true: after early stopping on validation, train again from scratch on train + validation
+    # for the step counts validation chose, and test that model (refit.py); the baselines are
+    # fitted on train + validation too
+    refit: bool = False

@@ -120,6 +120,9 @@ class SplitConfig:
     test_fraction: float = 0.1
     val_start: str | None = None  # e.g. "1998-03-01T00:00:00Z"; overrides val_fraction
     test_start: str | None = None
+    # interactions at or after it are left out: a backtest as of an earlier day (the validation
+    # of a refit, say) that must not read what came later
+    test_end: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("val_fraction", "test_fraction"):
@@ -155,6 +158,10 @@ def _instant(text: str, key: str) -> datetime:
 
 def time_split(interactions: pl.DataFrame, config: SplitConfig) -> TimeSplit:
     """Global cutoffs by created_at; interactions at a cutoff belong to the later split."""
+    if config.test_end:  # fractions count what is kept
+        interactions = interactions.filter(
+            pl.col("created_at") < _instant(config.test_end, "test_end")
+        )
     if interactions.height < 3:
         raise TowerkitError(f"interactions: {interactions.height} rows, too few to split by time")
     times = interactions["created_at"].sort()
@@ -177,6 +184,8 @@ def time_split(interactions: pl.DataFrame, config: SplitConfig) -> TimeSplit:
     if test_start < val_start:
         raise ConfigError(f"split: test_start {test_start} is before val_start {val_start}")
     at = pl.col("created_at")
+    if config.test_end and _instant(config.test_end, "test_end") <= test_start:
+        raise ConfigError(f"split: test_end {config.test_end} is not after test_start {test_start}")
     split = TimeSplit(
         train=interactions.filter(at < val_start),
         val=interactions.filter((at >= val_start) & (at < test_start)),

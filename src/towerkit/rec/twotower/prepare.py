@@ -173,6 +173,28 @@ def prepare(
 ) -> PreparedData:
     data = with_interaction_entities(data)
     split = time_split(data.interactions, split_config)
+    return prepare_split(data, split, features, text_encoder)
+
+
+def merge_validation(split: TimeSplit) -> TimeSplit:
+    """The split a refit trains on: train + validation as its training split, no validation
+    (empty, so no event is counted twice in a history), the same test split."""
+    return TimeSplit(
+        train=pl.concat([split.train, split.val]),
+        val=split.val.head(0),
+        test=split.test,
+        val_start=split.test_start,
+        test_start=split.test_start,
+    )
+
+
+def prepare_split(
+    data: InteractionData,
+    split: TimeSplit,
+    features: FeatureConfig,
+    text_encoder: TextEncoder | None,
+) -> PreparedData:
+    """``prepare`` on a split already made (the data already carries its interaction entities)."""
     user_kinds = _select(data.user_kinds, features.user_features, "user")
     item_kinds = _select(data.item_kinds, features.item_features, "item")
     needs_text = "text" in user_kinds.values() or "text" in item_kinds.values()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,11 +33,27 @@ from towerkit.rec.twotower.data import InteractionData
 from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm_users
 from towerkit.rec.twotower.features import SideFeaturizer
 from towerkit.rec.twotower.model import TowerSpec, TwoTowerModel
-from towerkit.rec.twotower.prepare import InteractionDataset, PreparedData, collate, prepare
+from towerkit.rec.twotower.prepare import (
+    InteractionDataset,
+    PreparedData,
+    collate,
+    merge_validation,
+    prepare,
+    prepare_split,
+)
+from towerkit.rec.twotower.refit import (
+    ChosenSteps,
+    StopAtSteps,
+    refit_dir,
+    refit_trainer_config,
+)
 from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
 from towerkit.rec.twotower.sources import load_data
 from towerkit.rec.twotower.text import CachedSentenceEncoder
 from towerkit.rec.twotower.training import TwoTowerLoss
+
+if TYPE_CHECKING:
+    from towerkit.core.trainer import TrainResult
 
 TWO_TOWER = "two_tower"
 SPLIT_FILE = "split.json"
@@ -83,9 +99,37 @@ def tower_spec(side: SideFeaturizer) -> TowerSpec:
     )
 
 
-def build_prepared(config: TwoTowerRecipe, data: InteractionData) -> PreparedData:
+def build_prepared(
+    config: TwoTowerRecipe, data: InteractionData, merged: bool = False
+) -> PreparedData:
+    """``merged``: train + validation as the training split (a refit's data, refit.py)."""
     encoder = CachedSentenceEncoder(config.features.text_encoder)
-    return prepare(data, config.split, config.features, encoder)
+    prepared = prepare(data, config.split, config.features, encoder)
+    if not merged:
+        return prepared
+    split = merge_validation(prepared.split)
+    return prepare_split(prepared.data, split, config.features, encoder)
+
+
+def refit(
+    config: TwoTowerRecipe, data: InteractionData, chosen: ChosenSteps, run_dir: Path
+) -> tuple[TwoTowerModel, PreparedData, TrainResult]:
+    """A fresh model trained on train + validation up to the steps validation chose."""
+    from towerkit.core.trainer import Trainer
+
+    prepared = build_prepared(config, data, merged=True)
+    model = build_model(config, prepared)
+    art = prepared.artifacts
+    trainer = Trainer(
+        model,
+        refit_trainer_config(config.trainer),
+        InteractionDataset(prepared.train),
+        TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history),
+        refit_dir(run_dir),
+        collate_fn=collate,
+        callbacks=[StopAtSteps(model, chosen)],
+    )
+    return model, prepared, trainer.fit()
 
 
 def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel:
@@ -205,15 +249,23 @@ def train(
     )
     fit = trainer.fit(resume=resume is not None)
     val_table = evaluate_all(config, model, prepared, "val")
+    metrics = {
+        "train_seconds": float(fit.train_seconds),
+        "train_examples_per_second": float(fit.examples_per_second),
+        "train_steps": float(fit.global_step),
+        "train_best_step": float(fit.best_step or 0),
+    }
+    like_step = next((c.best_step for c in like if isinstance(c, LikePathSelection)), None)
+    if like_step is not None:
+        metrics["train_like_best_step"] = float(like_step)
+    if config.refit:
+        chosen = ChosenSteps(fit.best_step or fit.global_step, like_step, trainer.steps_per_epoch)
+        model, prepared, refit_fit = refit(config, data, chosen, run_dir)
+        metrics["refit_seconds"] = float(refit_fit.train_seconds)
+        metrics["refit_steps"] = float(refit_fit.global_step)
     test_table = evaluate_all(config, model, prepared, "test")  # the one look at the test split
-    metrics = {**flatten(test_table, "test"), **flatten(val_table, "val")}
+    metrics.update({**flatten(test_table, "test"), **flatten(val_table, "val")})
     metrics.update(_ratios(test_table, config.eval.headline))
-    metrics["train_seconds"] = float(fit.train_seconds)
-    metrics["train_examples_per_second"] = float(fit.examples_per_second)
-    metrics["train_steps"] = float(fit.global_step)
-    metrics["train_best_step"] = float(fit.best_step or 0)
-    for kept in (c for c in like if isinstance(c, LikePathSelection) and c.best_step is not None):
-        metrics["train_like_best_step"] = float(kept.best_step or 0)
     registry = registry or ModelRegistry()
     version = finish_run(
         run_dir, model, metrics, config,
@@ -280,7 +332,7 @@ def evaluate(
         saved = json.loads((run_dir / SPLIT_FILE).read_text())
         cutoffs = [f"split.{key}='{saved[key]}'" for key in ("val_start", "test_start")]
     config = load_config(TwoTowerRecipe, run_dir / "config.yaml", [*cutoffs, *overrides])
-    prepared = build_prepared(config, load_data(config.data, run_dir))
+    prepared = build_prepared(config, load_data(config.data, run_dir), merged=config.refit)
     # featurise with the model's own fitted vocabularies and statistics, not a refit
     art, encoder = bundle.features, CachedSentenceEncoder(config.features.text_encoder)
     prepared.artifacts = replace(
