@@ -132,7 +132,10 @@ def main() -> None:
         f"`{command}` — {dt.date.today().isoformat()}, {machine()}; {total / 60:.1f} min in all.",
         "",
         f"Data: {with_text.data.description}. One global model; model selection (early stopping) "
-        "on the validation cutoffs only; the test cutoffs are scored once, here. Rows are "
+        "on the validation cutoffs only; the test cutoffs are scored once, here. "
+        f"Recipe: model.base={config.model.base} (the median is that forecast + the network's "
+        f"offset), refit={str(config.refit).lower()} (after early stopping, a fresh model trained "
+        "on training + validation windows for the chosen epochs is the one scored). Rows are "
         "(repository, target, cutoff) with a known, non-constant history; every method is "
         "scored on the same rows. Baseline intervals are statsforecast's 80 % intervals.",
         "",

@@ -130,7 +130,8 @@ def evaluate_command(
     if overrides:
         config = load_config(ForecastRecipeConfig, loaded.run_dir / "config.yaml", overrides)  # type: ignore[operator]
     models = [loaded.model, *(load_forecaster(m).model for m in also)]
-    data = load_data(config.data, config.encoder, windows=False)
+    theta = any(m.config.base == "theta" for m in models)
+    data = load_data(config.data, config.encoder, windows=False, base="theta" if theta else "last")
     target = out or (loaded.run_dir or Path(".")) / "backtest"
     result = run_backtest(models, config, data, target)
     table = Table(title=f"backtest of {loaded.label} ({len(result.rows)} rows)")
@@ -158,7 +159,13 @@ def predict_command(
     from towerkit.forecast.recipe import load_forecaster
 
     loaded = load_forecaster(model)
-    data = load_data(loaded.config.data, loaded.config.encoder, progress=False, windows=False)
+    data = load_data(
+        loaded.config.data,
+        loaded.config.encoder,
+        progress=False,
+        windows=False,
+        base=loaded.model.config.base,
+    )
     png = out or (loaded.run_dir or Path(".")) / "predict" / f"{repo.replace('/', '_')}.png"
     months, raw, path = forecast_repo(loaded.model, data, repo, png)
     levels = loaded.model.config.quantiles

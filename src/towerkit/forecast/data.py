@@ -14,11 +14,14 @@ from towerkit.core.asset_sources import resolve_local_path
 from towerkit.core.errors import TowerkitError
 from towerkit.core.paths import towerkit_home
 from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.model import BaseKind
 from towerkit.forecast.text import EmbeddingCache, TextMode, window_texts
+from towerkit.forecast.theta import theta_forecasts
 from towerkit.forecast.windows import (
     Scaling,
     Splits,
     WindowArrays,
+    attach_base,
     build_windows,
     make_splits,
     window_index,
@@ -44,6 +47,10 @@ def table_path(config: ForecastDataConfig) -> Path:
     if config.table:
         return resolve_local_path(config.table)
     return towerkit_home() / "forecast" / "opendigger.parquet"
+
+
+def theta_cache_dir(config: ForecastDataConfig) -> Path:
+    return table_path(config).parent / "theta"
 
 
 def prepare_table(config: ForecastDataConfig, progress: bool = True) -> tuple[Path, str]:
@@ -76,9 +83,10 @@ class ForecastData:
 
     def windows(self, cutoffs: list[int]) -> WindowArrays:
         """Windows at these cutoffs, scaled the way the training windows were."""
-        return split_windows(self.panel, cutoffs, self.config, self.target_idx)
+        return split_windows(self.panel, cutoffs, self.config, self.target_idx, self.base)
 
     config: ForecastDataConfig = field(default_factory=ForecastDataConfig)
+    base: BaseKind = "last"  # theta: every window also carries its scaled Theta forecast
 
     def text_for(
         self, pairs: np.ndarray, mode: TextMode = "real", progress: bool = True
@@ -104,10 +112,30 @@ class ForecastData:
 
 
 def split_windows(
-    panel: Panel, cutoffs: list[int], config: ForecastDataConfig, target_idx: list[int]
+    panel: Panel,
+    cutoffs: list[int],
+    config: ForecastDataConfig,
+    target_idx: list[int],
+    base: BaseKind = "last",
 ) -> WindowArrays:
     pairs = window_index(panel, cutoffs, config.min_history, config.horizon)
-    return build_windows(panel, pairs, config.lookback, config.horizon, target_idx, config.scaling)
+    return pair_windows(panel, pairs, config, target_idx, base)
+
+
+def pair_windows(
+    panel: Panel,
+    pairs: np.ndarray,
+    config: ForecastDataConfig,
+    target_idx: list[int],
+    base: BaseKind = "last",
+) -> WindowArrays:
+    """The windows of these (repo, cutoff) pairs, with their Theta base if ``base`` asks."""
+    c = config
+    arrays = build_windows(panel, pairs, c.lookback, c.horizon, target_idx, c.scaling)
+    if base == "theta" and len(pairs):
+        theta = theta_forecasts(panel, pairs, target_idx, c.horizon, theta_cache_dir(c))
+        attach_base(arrays, theta, target_idx)
+    return arrays
 
 
 def text_for(
@@ -126,10 +154,15 @@ def text_for(
 
 
 def load_data(
-    config: ForecastDataConfig, encoder: str, progress: bool = True, windows: bool = True
+    config: ForecastDataConfig,
+    encoder: str,
+    progress: bool = True,
+    windows: bool = True,
+    base: BaseKind = "last",
 ) -> ForecastData:
     """The panel and splits; with ``windows`` also the training and validation windows and
-    their texts (``evaluate`` and ``predict`` need neither)."""
+    their texts (``evaluate`` and ``predict`` need neither); ``base="theta"`` adds every
+    window's Theta forecast (computed once, then read from the cache)."""
     path = table_path(config)
     if not path.is_file():
         path, _ = prepare_table(config, progress)
@@ -148,11 +181,11 @@ def load_data(
         ("train", splits.train[:: -config.train_stride][::-1]),
         ("val", splits.val),
     ):
-        arrays = split_windows(panel, cutoffs if windows else [], config, target_idx)
+        arrays = split_windows(panel, cutoffs if windows else [], config, target_idx, base)
         if windows and len(arrays.pairs) == 0:
             raise TowerkitError(f"data: no {name} windows (too few repositories or months)")
         parts.append(SplitWindows(arrays, text_for(panel, cache, arrays.pairs, progress=progress)))
-    return ForecastData(panel, splits, parts[0], parts[1], target_idx, path, cache, config)
+    return ForecastData(panel, splits, parts[0], parts[1], target_idx, path, cache, config, base)
 
 
 class WindowDataset(Dataset[dict[str, torch.Tensor]]):
@@ -165,6 +198,8 @@ class WindowDataset(Dataset[dict[str, torch.Tensor]]):
             "y": torch.from_numpy(a.y),
             "mask": torch.from_numpy(a.y_mask),
         }
+        if a.base is not None:
+            self.tensors["base"] = torch.from_numpy(a.base)
 
     def __len__(self) -> int:
         return int(self.tensors["x"].shape[0])
@@ -182,7 +217,7 @@ def predict_scaled(model: Any, windows: SplitWindows, batch_size: int = 1024) ->
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             batch = {k: v[start : start + batch_size].to(device) for k, v in data.tensors.items()}
-            out = model(batch["x"], batch["static"], batch["text"])
+            out = model(batch["x"], batch["static"], batch["text"], batch.get("base"))
             outputs.append(out.float().cpu().numpy())
     return np.concatenate(outputs)
 

@@ -156,8 +156,7 @@ def forecast_repo(
 ) -> tuple[list[str], np.ndarray, Path]:
     """The next ``horizon`` months after the corpus's end: (month labels, (H, T, Q) raw, PNG)."""
     from towerkit.core.errors import TowerkitError
-    from towerkit.forecast.data import text_for
-    from towerkit.forecast.windows import build_windows
+    from towerkit.forecast.data import pair_windows, text_for
 
     p = data.panel
     if repo not in p.repos:
@@ -168,8 +167,7 @@ def forecast_repo(
             f"--repo {repo!r}: fewer than {data.config.min_history} months of history"
         )
     pairs = np.array([[r, p.end]])
-    c = data.config
-    arrays = build_windows(p, pairs, c.lookback, c.horizon, data.target_idx, c.scaling)
+    arrays = pair_windows(p, pairs, data.config, data.target_idx, data.base)
     window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
     raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx)[0], 0, None)
     months = [p.label(p.end + h + 1) for h in range(raw.shape[0])]

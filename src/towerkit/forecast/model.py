@@ -6,7 +6,9 @@
   (trends and profile), computed once and cached (see ``towerkit.forecast.text``);
 - fusion: concat(time, text, look-back statistics) -> MLP -> for each of ``horizon`` months and
   ``n_targets`` targets, the quantiles (p10, p50, p90 by default), non-crossing by construction
-  (the median plus softplus gaps); the median is an offset from the last observed value.
+  (the median plus softplus gaps); the median is an offset from a base forecast: the last
+  observed value (``base="last"``) or statsforecast's Theta forecast of the window
+  (``base="theta"``, see ``towerkit.forecast.theta``), which is then also an input of the fusion.
 
 ``use_text=False`` is the no-text ablation: the same model without the text tower.
 """
@@ -22,6 +24,8 @@ from torch import nn
 
 from towerkit.core.errors import ConfigError
 from towerkit.core.model import BaseModel, register_model
+
+BaseKind = Literal["last", "theta"]
 
 
 @dataclass
@@ -44,8 +48,18 @@ class DualTowerConfig:
     # positions of the targets among the inputs: the median is an offset from their last value
     # (in scaled space), so the network starts at the naive forecast and learns the change
     target_inputs: list[int] = field(default_factory=list)
+    # theta: the median is (scaled) Theta + offset, and Theta is an input of the fusion MLP;
+    # base_weight w < 1 anchors on w * Theta + (1 - w) * last value instead
+    base: BaseKind = "last"
+    base_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.base not in ("last", "theta"):
+            raise ConfigError(f"model: base: expected 'last' or 'theta', got {self.base!r}")
+        if not 0.0 <= self.base_weight <= 1.0:
+            raise ConfigError(f"model: base_weight: expected 0..1, got {self.base_weight}")
+        if self.base == "theta" and not self.target_inputs:
+            raise ConfigError("model: base 'theta' needs target_inputs (the last values)")
         if sorted(self.quantiles) != self.quantiles or 0.5 not in self.quantiles:
             raise ConfigError("model: quantiles: expected increasing levels that include 0.5")
         if self.encoder == "transformer" and self.hidden % self.heads:
@@ -86,6 +100,8 @@ class DualTowerForecaster(BaseModel):
         c = config
         self.time_tower = TimeTower(c)
         fused = c.hidden + c.n_static
+        if c.base == "theta":
+            fused += 2 * c.horizon * c.n_targets  # Theta and Theta minus the last value
         if c.use_text:
             self.text_tower = nn.Sequential(
                 nn.Linear(c.text_dim, c.text_hidden), nn.GELU(), nn.Dropout(c.dropout)
@@ -101,21 +117,32 @@ class DualTowerForecaster(BaseModel):
         self.head = nn.Linear(c.fusion_hidden, c.horizon * c.n_targets * len(c.quantiles))
 
     def forward(
-        self, x: torch.Tensor, static: torch.Tensor, text: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        static: torch.Tensor,
+        text: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, L, n_inputs), (B, n_static), (B, text_dim) -> quantiles (B, H, T, Q), scaled."""
+        """(B, L, n_inputs), (B, n_static), (B, text_dim), (B, H, T) scaled Theta ->
+        quantiles (B, H, T, Q), scaled."""
+        c = self.config
         parts = [self.time_tower(x), static]
-        if self.config.use_text:
+        anchor = x[:, -1, c.target_inputs][:, None, :] if c.target_inputs else None
+        if c.base == "theta":
+            if base is None or anchor is None:
+                raise ValueError("this model forecasts around Theta: pass the base (B, H, T)")
+            parts += [base.flatten(1), (base - anchor).flatten(1)]
+            anchor = c.base_weight * base + (1.0 - c.base_weight) * anchor
+        if c.use_text:
             if text is None:
                 raise ValueError("this model has a text tower: pass the text embeddings")
             parts.append(self.text_tower(text))
         raw = self.head(self.fusion(torch.cat(parts, dim=1)))
-        c = self.config
         raw = raw.view(-1, c.horizon, c.n_targets, len(c.quantiles))
         mid = c.quantiles.index(0.5)
         median = raw[..., mid : mid + 1]
-        if c.target_inputs:
-            median = median + x[:, -1, c.target_inputs][:, None, :, None]
+        if anchor is not None:
+            median = median + anchor[..., None]
         below = F.softplus(raw[..., :mid]).flip(-1).cumsum(-1).flip(-1)
         above = F.softplus(raw[..., mid + 1 :]).cumsum(-1)
         return torch.cat([median - below, median, median + above], dim=-1)

@@ -10,15 +10,17 @@ predict:  a model reference + owner/name -> the next months with p10..p90 and a 
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import ConcatDataset
 
 from towerkit.core.config import load_config
-from towerkit.core.errors import TowerkitError
+from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.model import BaseModel, create_model
 from towerkit.core.paths import repo_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
@@ -33,7 +35,7 @@ from towerkit.forecast.data import (
     predict_scaled,
     to_raw,
 )
-from towerkit.forecast.model import DualTowerForecaster, pinball
+from towerkit.forecast.model import BaseKind, DualTowerForecaster, pinball
 
 REGISTRY_NAME = "forecast-dualtower"
 
@@ -49,6 +51,8 @@ class ForecastModelSection:
     text_hidden: int = 64
     fusion_hidden: int = 256
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    base: BaseKind = "last"  # the median's anchor: the last value, or the window's Theta forecast
+    base_weight: float = 1.0  # with theta: anchor on w * Theta + (1 - w) * last value
 
 
 @dataclass
@@ -70,6 +74,10 @@ class ForecastRecipeConfig:
     model: ForecastModelSection = field(default_factory=ForecastModelSection)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: ForecastEvalConfig = field(default_factory=ForecastEvalConfig)
+    # after early stopping on the validation cutoffs, train a fresh model on the training and
+    # validation windows (whose targets all end by the first test cutoff) for the epoch count
+    # chosen there, and keep that one; val_* metrics stay those of the selection model
+    refit: bool = False
 
 
 @dataclass
@@ -117,13 +125,15 @@ def build_model(config: ForecastRecipeConfig, data: ForecastData) -> DualTowerFo
         text_hidden=m.text_hidden,
         fusion_hidden=m.fusion_hidden,
         target_inputs=list(data.target_idx),  # the first features of x are the table's columns
+        base=m.base,
+        base_weight=m.base_weight,
     )
     assert isinstance(model, DualTowerForecaster)
     return model
 
 
 def _loss_fn(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    pred = model(batch["x"], batch["static"], batch["text"])
+    pred = model(batch["x"], batch["static"], batch["text"], batch.get("base"))
     levels: list[float] = _unwrap(model).config.quantiles
     return pinball(pred, batch["y"], batch["mask"], levels)
 
@@ -153,6 +163,29 @@ def _val_metrics(model: DualTowerForecaster, data: ForecastData) -> dict[str, fl
     return {"pinball": float(loss), "mase": overall["mase"], "coverage": overall["coverage"]}
 
 
+def _refit(
+    config: ForecastRecipeConfig, data: ForecastData, best_step: int, run_dir: Path
+) -> tuple[DualTowerForecaster, int]:
+    """A fresh model trained on train + validation windows for the chosen epoch count."""
+    from towerkit.core.trainer import Trainer
+
+    if len(config.trainer.stages) != 1:
+        raise ConfigError("refit: expected a single trainer stage")
+    steps_per_epoch = math.ceil(len(data.train.arrays.pairs) / config.trainer.batch_size)
+    epochs = max(1, round(best_step / steps_per_epoch))
+    stage = replace(config.trainer.stages[0], epochs=epochs)
+    trainer_config = replace(
+        config.trainer, stages=[stage], early_stopping_metric=None, restore_best=False
+    )
+    torch.manual_seed(config.trainer.seed)
+    model = build_model(config, data)
+    windows: ConcatDataset[dict[str, torch.Tensor]] = ConcatDataset(
+        [WindowDataset(data.train), WindowDataset(data.val)]
+    )
+    Trainer(model, trainer_config, windows, loss_fn=_loss_fn, run_dir=run_dir / "refit").fit()
+    return model, epochs
+
+
 def registry_name(config: ForecastRecipeConfig) -> str:
     return REGISTRY_NAME if config.model.use_text else REGISTRY_NAME + "-notext"
 
@@ -167,7 +200,8 @@ def train(
     from towerkit.core.trainer import Trainer
 
     started = time.perf_counter()
-    data = load_data(config.data, config.encoder, progress)
+    data = load_data(config.data, config.encoder, progress, base=config.model.base)
+    torch.manual_seed(config.trainer.seed)  # the initial weights follow the seed too
     model = build_model(config, data)
     run_dir = start_run("forecast", config.recipe, config, root=runs_root)
     trainer = Trainer(
@@ -183,10 +217,17 @@ def train(
     cpu_seconds = time.process_time() - cpu_started  # wall time stretches on a shared machine
     val = _val_metrics(model, data)
     metrics = {f"val_{k}": v for k, v in val.items()}
+    refit_seconds = 0.0
+    if config.refit:
+        refit_started = time.perf_counter()
+        model, epochs = _refit(config, data, fit.best_step or fit.global_step, run_dir)
+        refit_seconds = time.perf_counter() - refit_started
+        metrics.update(refit_epochs=float(epochs), refit_seconds=refit_seconds)
     metrics.update(
-        train_seconds=float(fit.train_seconds),
+        train_seconds=float(fit.train_seconds) + refit_seconds,  # the refit is training too
         train_cpu_seconds=float(cpu_seconds),
         train_steps=float(fit.global_step),
+        best_step=float(fit.best_step if fit.best_step is not None else fit.global_step),
         train_windows=float(len(data.train.arrays.pairs)),
         parameters=float(model.num_parameters()),
     )

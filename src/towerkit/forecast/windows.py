@@ -161,6 +161,27 @@ class WindowArrays:
     mean: np.ndarray  # (N, F)
     std: np.ndarray  # (N, F)
     scaling: Scaling = "log"
+    base: np.ndarray | None = None  # (N, H, T) scaled Theta forecast (``model.base: theta``)
+
+
+def scale_targets(values: np.ndarray, arrays: WindowArrays, targets: Sequence[int]) -> np.ndarray:
+    """(N, H, T) raw target values -> the windows' scaled space (as ``y``); float64."""
+    mean, std = arrays.mean[:, list(targets)], arrays.std[:, list(targets)]
+    return apply_scale(values, mean, std, arrays.scaling)
+
+
+def unscale_targets(scaled: np.ndarray, arrays: WindowArrays, targets: Sequence[int]) -> np.ndarray:
+    """The exact inverse of :func:`scale_targets`."""
+    mean, std = arrays.mean[:, list(targets)], arrays.std[:, list(targets)]
+    return inverse_scale(scaled, mean, std, arrays.scaling)
+
+
+def attach_base(arrays: WindowArrays, theta: np.ndarray, targets: Sequence[int]) -> WindowArrays:
+    """Set ``arrays.base`` from (N, H, T) raw Theta forecasts; an unknown one (a missing
+    metric, NaN) becomes 0 like the unknown inputs and targets."""
+    scaled = scale_targets(theta, arrays, targets)
+    arrays.base = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return arrays
 
 
 def build_windows(

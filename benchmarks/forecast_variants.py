@@ -1,0 +1,175 @@
+"""Forecast recipe variants scored on the *validation* cutoffs only (never the test ones).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_variants.py [--seeds 3] [--only NAME ...] [--inner]
+
+Trains each variant of the full recipe (configs/forecast/full.yaml plus the variant's
+overrides) with ``--seeds`` seeds, and prints the validation MASE / coverage of each seed, of
+the mean of the seeds' quantiles (a seed ensemble) and of a 50/50 average with Theta's own
+forecast, beside Naive and Theta on the same rows: the table the recipe's settings were chosen
+from (BENCHMARKS.md, "## Forecast: what the table shows"). Runs and a private registry go to
+runs/bench/forecast-variants/; the numbers to runs/bench/forecast-variants.json.
+
+``--inner`` judges ``refit`` honestly: every split moves back so that the recipe's validation
+cutoffs become the first test cutoffs (selection and the refit's epoch count come from the
+6 cutoffs before them), and the models are scored on those validation cutoffs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from towerkit.core.io import write_json_atomic
+from towerkit.core.registry import ModelRegistry
+from towerkit.forecast.backtest import EvalRows, MethodForecast, build_rows, model_forecast, score
+from towerkit.forecast.data import (
+    ForecastData,
+    SplitWindows,
+    predict_scaled,
+    theta_cache_dir,
+    to_raw,
+)
+from towerkit.forecast.recipe import default_config_path, load_recipe, train
+from towerkit.forecast.theta import theta_forecasts
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS: dict[str, list[str]] = {
+    "base last (recipe of 2026-11-23)": ["model.base=last"],
+    "base theta": ["model.base=theta"],
+    "base theta, stop on mase": ["model.base=theta", "trainer.early_stopping_metric=mase"],
+    "base theta, lr 0.0005": [
+        "model.base=theta",
+        "trainer.stages=[{name: train, epochs: 6, lr: 0.0005, weight_decay: 0.0001, "
+        "scheduler: cosine, warmup_steps: 50}]",
+    ],
+    "base theta, dropout 0.3": ["model.base=theta", "model.dropout=0.3"],
+    "base theta, weight 0.5": ["model.base=theta", "model.base_weight=0.5"],
+    "base theta, no text": ["model.base=theta", "model.use_text=false"],
+    "base theta, refit on train + validation": ["model.base=theta", "refit=true"],
+}
+
+
+def _scores(rows: EvalRows, quantiles: np.ndarray, targets: list[str]) -> dict[str, float]:
+    forecast = MethodForecast("m", quantiles)
+    report = score(rows, forecast, targets)
+    out = {"mase": report["overall"]["mase"], "coverage": report["overall"]["coverage"]}
+    out.update({f"mase_{t}": report[t]["mase"] for t in targets})
+    return out
+
+
+def scored_windows(data: ForecastData, inner: bool) -> SplitWindows:
+    if not inner:
+        return data.val
+    arrays = data.windows(data.splits.test[: data.config.n_val_cutoffs])
+    return SplitWindows(arrays, data.text_for(arrays.pairs, progress=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=default_config_path("full"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="variant names (default: all)")
+    parser.add_argument("--inner", action="store_true", help="splits moved back (see above)")
+    args = parser.parse_args()
+    shift: list[str] = []
+    if args.inner:
+        d = load_recipe(args.config).data
+        shift = [f"data.n_test_cutoffs={d.n_test_cutoffs + d.n_val_cutoffs + d.horizon - 1}"]
+    torch.set_num_threads(1)
+    out_root = ROOT / "runs" / "bench" / "forecast-variants"
+    registry = ModelRegistry(out_root / "registry.db")
+    chosen = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
+    results: dict[str, dict[str, object]] = {}
+    rows: EvalRows | None = None
+    targets: list[str] = []
+    theta_point = np.zeros(0)
+    for name, overrides in chosen.items():
+        per_seed, raws = [], []
+        for seed in range(args.seeds):
+            config = load_recipe(args.config, [*overrides, *shift, f"trainer.seed={seed}"])
+            config.trainer.progress = False
+            started = time.perf_counter()
+            result = train(config, registry=registry, runs_root=out_root, progress=False)
+            data, model = result.data, result.model
+            scored = scored_windows(data, args.inner)
+            if rows is None:
+                targets = list(config.data.targets)
+                pairs = scored.arrays.pairs
+                rows = build_rows(data.panel, pairs, data.target_idx, config.data.horizon)
+                theta = theta_forecasts(
+                    data.panel,
+                    pairs,
+                    data.target_idx,
+                    config.data.horizon,
+                    theta_cache_dir(config.data),
+                )
+                theta_point = np.clip(theta[rows.window, :, rows.target], 0.0, None)
+            raw = to_raw(predict_scaled(model, scored), scored.arrays, data.target_idx)
+            q = model_forecast(name, rows, raw, model.config.quantiles).quantiles
+            raws.append(q)
+            seed_scores = _scores(rows, q, targets)
+            seed_scores["best_step"] = result.metrics.get("best_step", float("nan"))
+            seed_scores["seconds"] = time.perf_counter() - started
+            per_seed.append(seed_scores)
+            print(f"{name} seed {seed}: {seed_scores}", flush=True)
+        ensemble = np.mean(raws, axis=0)
+        blend = ensemble.copy()
+        blend[..., 1] = 0.5 * ensemble[..., 1] + 0.5 * theta_point
+        blend[..., 0] = np.minimum(blend[..., 0], blend[..., 1])
+        blend[..., 2] = np.maximum(blend[..., 2], blend[..., 1])
+        results[name] = {
+            "overrides": overrides,
+            "seeds": per_seed,
+            "ensemble": _scores(rows, ensemble, targets),  # type: ignore[arg-type]
+            "ensemble_theta_5050": _scores(rows, blend, targets),  # type: ignore[arg-type]
+        }
+    assert rows is not None
+    flat = np.repeat(theta_point[..., None], 3, axis=2)
+    last = np.array([h[-1] for h in rows.histories])
+    naive = np.repeat(np.repeat(last[:, None, None], 3, axis=1), 3, axis=2)
+    references = {
+        "Theta (point only)": _scores(rows, flat, targets),
+        "Naive (point only)": _scores(rows, naive, targets),
+    }
+    stamp = (
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, 1 thread"
+        + (", inner splits" if args.inner else "")
+    )
+    lines = [
+        f"validation rows: {len(rows)}; {stamp}",
+        "",
+        "| variant | seed MASE (each) | mean of seeds | seed ensemble | ensemble + Theta 50/50 "
+        "| coverage (ensemble) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        seeds = r["seeds"]
+        each = ", ".join(f"{s['mase']:.3f}" for s in seeds)  # type: ignore[attr-defined]
+        mean = np.mean([s["mase"] for s in seeds])  # type: ignore[attr-defined]
+        ens, blend_s = r["ensemble"], r["ensemble_theta_5050"]
+        lines.append(
+            f"| {name} | {each} | {mean:.3f} | {ens['mase']:.3f} | "  # type: ignore[index]
+            f"{blend_s['mase']:.3f} | {ens['coverage']:.3f} |"  # type: ignore[index]
+        )
+    for name, s in references.items():
+        lines.append(f"| {name} | | | {s['mase']:.3f} | | |")
+    print("\n".join(lines))
+    write_json_atomic(
+        ROOT
+        / "runs"
+        / "bench"
+        / ("forecast-variants" + ("-inner" if args.inner else "") + ".json"),
+        {"stamp": stamp, "variants": results, "references": references, "table": lines},
+    )
+
+
+if __name__ == "__main__":
+    main()

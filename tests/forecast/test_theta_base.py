@@ -1,0 +1,208 @@
+"""Theta as the dual tower's base (``model.base: theta``): leakage, shapes, the exact scaling
+round trip, the cache, the model's anchor and config validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from towerkit.core.errors import ConfigError
+from towerkit.core.model import create_model
+from towerkit.forecast import theta as theta_module
+from towerkit.forecast.baselines import forecast_cutoff
+from towerkit.forecast.client import read_repo_list
+from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.model import DualTowerForecaster
+from towerkit.forecast.theta import compute_theta, theta_forecasts
+from towerkit.forecast.windows import (
+    Scaling,
+    attach_base,
+    build_windows,
+    scale_targets,
+    unscale_targets,
+    window_index,
+)
+
+HORIZON = 3
+
+
+@pytest.fixture()
+def panel(corpus: Path, tmp_path: Path) -> Panel:
+    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
+    return read_panel(write_table(table, report, tmp_path / "t.parquet"))
+
+
+def _changed(panel: Panel, months: slice) -> Panel:
+    values = panel.values.copy()
+    values[:, months] = values[:, months] * 7.0 + 1000.0
+    return dataclasses.replace(panel, values=values)
+
+
+def test_a_windows_base_never_sees_months_after_its_cutoff(panel: Panel) -> None:
+    targets = panel.target_indices(TARGETS)
+    cutoff = 20
+    pairs = window_index(panel, [cutoff], min_history=6, horizon=HORIZON)
+    before = compute_theta(panel, pairs, targets, HORIZON)
+    after = compute_theta(_changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
+    np.testing.assert_array_equal(before, after)
+    # the same change reaching the cutoff month does move the base: the check has teeth
+    moved = compute_theta(_changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
+    assert not np.allclose(np.nan_to_num(moved), np.nan_to_num(before))
+
+
+def test_shapes_missing_metric_and_the_baselines_forecast(panel: Panel) -> None:
+    targets = panel.target_indices(TARGETS)
+    pairs = window_index(panel, [18, 24], min_history=6, horizon=HORIZON)
+    theta = compute_theta(panel, pairs, targets, HORIZON)
+    assert theta.shape == (len(pairs), HORIZON, len(targets))
+    missing = np.isnan(theta).all(axis=1)
+    absent = np.isnan(panel.values[pairs[:, 0]][:, :, targets]).all(axis=1)  # file absent
+    assert np.array_equal(missing, absent)
+    zeta, widget = panel.repos.index("zeta/tool"), panel.repos.index("acme/widget")
+    assert missing[pairs[:, 0] == zeta, list(TARGETS).index("issues_new")].all()
+    assert missing[pairs[:, 0] == widget, list(TARGETS).index("change_requests")].all()
+    assert not np.isnan(theta[~missing.any(axis=1)]).any()
+    # the same numbers as the backtest's Theta baseline (before its clip at 0)
+    at = np.flatnonzero(pairs[:, 1] == 24)
+    r, t = int(pairs[at[0], 0]), 0
+    history = panel.values[r, panel.first[r] : 25, targets[t]]
+    stamp = pd.Timestamp(panel.label(24) + "-01")
+    found, _ = forecast_cutoff([history], ["Theta"], HORIZON, stamp)
+    np.testing.assert_allclose(theta[at[0], :, t], found["Theta"][0, :, 1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("scaling", ["log", "naive", "mase"])
+def test_scaled_base_round_trip(panel: Panel, scaling: Scaling) -> None:
+    targets = panel.target_indices(TARGETS)
+    pairs = window_index(panel, [18, 24], min_history=6, horizon=HORIZON)
+    windows = build_windows(panel, pairs, 12, HORIZON, targets, scaling)
+    theta = compute_theta(panel, pairs, targets, HORIZON)
+    scaled = scale_targets(theta, windows, targets)
+    np.testing.assert_allclose(unscale_targets(scaled, windows, targets), theta, rtol=1e-12)
+    attach_base(windows, theta, targets)
+    assert windows.base is not None and windows.base.dtype == np.float32
+    assert windows.base.shape == windows.y.shape
+    known = ~np.isnan(theta)
+    assert (windows.base[~known] == 0).all()  # unknown, like unknown inputs and targets
+    back = unscale_targets(windows.base.astype(np.float64), windows, targets)
+    np.testing.assert_allclose(back[known], theta[known], rtol=1e-5, atol=1e-4)
+
+
+def test_cache_is_read_back_and_keyed_by_the_data(
+    panel: Panel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = panel.target_indices(TARGETS)
+    pairs = window_index(panel, [20], min_history=6, horizon=HORIZON)
+    first = theta_forecasts(panel, pairs, targets, HORIZON, tmp_path / "theta")
+    assert len(list((tmp_path / "theta").glob("theta-*.npz"))) == 1
+
+    def refuse(*args: object) -> np.ndarray:
+        raise AssertionError("computed again instead of read from the cache")
+
+    monkeypatch.setattr(theta_module, "compute_theta", refuse)
+    np.testing.assert_array_equal(
+        theta_forecasts(panel, pairs, targets, HORIZON, tmp_path / "theta"), first
+    )
+    with pytest.raises(AssertionError, match="computed again"):  # other data, other key
+        theta_forecasts(_changed(panel, slice(0, 3)), pairs, targets, HORIZON, tmp_path / "theta")
+
+
+def _theta_model(weight: float = 1.0) -> DualTowerForecaster:
+    model = create_model(
+        "forecast-dualtower-lstm",
+        n_inputs=9,
+        n_static=12,
+        lookback=12,
+        hidden=16,
+        use_text=False,
+        target_inputs=[0, 1, 2, 3, 4, 5],
+        base="theta",
+        base_weight=weight,
+    )
+    assert isinstance(model, DualTowerForecaster)
+    return model
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.3])
+def test_median_is_the_base_when_the_offset_is_zero(weight: float) -> None:
+    torch.manual_seed(0)
+    model = _theta_model(weight).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    x, static, base = torch.randn(4, 12, 9), torch.randn(4, 12), torch.randn(4, 3, 6)
+    out = model(x, static, None, base)
+    assert out.shape == (4, 3, 6, 3)
+    last = x[:, -1, :6][:, None, :]
+    torch.testing.assert_close(out[..., 1], weight * base + (1 - weight) * last)
+    assert torch.all(out[..., 0] <= out[..., 1]) and torch.all(out[..., 1] <= out[..., 2])
+    with pytest.raises(ValueError, match="pass the base"):
+        model(x, static)
+
+
+def test_the_base_is_an_input_of_the_fusion() -> None:
+    torch.manual_seed(0)
+    model = _theta_model().eval()
+    x, static, base = torch.randn(2, 12, 9), torch.randn(2, 12), torch.randn(2, 3, 6)
+    offset = model(x, static, None, base)[..., 1] - base
+    other = model(x, static, None, base + 1.0)[..., 1] - (base + 1.0)
+    assert not torch.allclose(offset, other)
+
+
+def test_unknown_base_is_a_one_line_error(tmp_path: Path) -> None:
+    from towerkit.forecast.recipe import load_recipe
+
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(None, ["model.base=arima"])
+    message = str(caught.value)
+    assert "model.base" in message and "'theta'" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="base: expected 'last' or 'theta'"):
+        create_model("forecast-dualtower-lstm", target_inputs=[0], base="arima")
+    with pytest.raises(ConfigError, match="base_weight"):
+        create_model("forecast-dualtower-lstm", target_inputs=[0], base="theta", base_weight=2.0)
+
+
+def test_train_with_theta_base_and_refit(corpus: Path, tmp_path: Path) -> None:
+    from towerkit.core.registry import ModelRegistry
+    from towerkit.forecast.recipe import load_recipe, train
+
+    config = load_recipe(
+        None,
+        [
+            f"data.corpus={corpus}",
+            f"data.table={tmp_path / 't.parquet'}",
+            "data.lookback=12",
+            "data.min_history=6",
+            "data.n_val_cutoffs=3",
+            "data.n_test_cutoffs=4",
+            "data.scaling=mase",
+            "model.base=theta",
+            "model.use_text=false",
+            "model.hidden=8",
+            "model.fusion_hidden=16",
+            "trainer.batch_size=8",
+            "trainer.progress=false",
+            "trainer.stages=[{name: train, epochs: 3, lr: 0.002}]",
+            "refit=true",
+        ],
+    )
+    result = train(config, registry=ModelRegistry(tmp_path / "r.db"), runs_root=tmp_path)
+    data = result.data
+    assert data.train.arrays.base is not None and data.val.arrays.base is not None
+    assert (tmp_path / "t.parquet").parent.joinpath("theta").is_dir()  # the cache
+    steps = result.metrics["best_step"]
+    assert 1 <= result.metrics["refit_epochs"] <= 3 and steps > 0
+    # the refit windows' targets all end by the first test cutoff
+    assert data.val.arrays.pairs[:, 1].max() + config.data.horizon <= data.splits.test[0]
+    assert (result.run_dir / "refit").is_dir()
+    test = data.windows(data.splits.test)
+    assert test.base is not None and test.base.shape == test.y.shape
+    from towerkit.forecast.evaluation import forecast_repo
+
+    months, raw, png = forecast_repo(result.model, data, "acme/rocket", tmp_path / "p.png")
+    assert len(months) == 3 and raw.shape == (3, len(TARGETS), 3) and png.is_file()
