@@ -3,12 +3,14 @@ selection run chose carried over to the longer epochs, each path's weights of it
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from towerkit.core.callbacks import Callback
 from towerkit.core.errors import ConfigError, TowerkitError
@@ -139,3 +141,33 @@ def test_train_with_refit_tests_the_refitted_model(
     for name, row in outcome.table.items():
         row = {k: v for k, v in row.items() if k != "fit_seconds"}
         assert {k: table[name][k] for k in row} == pytest.approx(row, rel=1e-6, nan_ok=True)
+
+
+@pytest.mark.parametrize("eighths", [1, 5])  # in the like stage's first epoch; retrieval's
+def test_resume_with_like_selection_and_refit_gives_identical_weights(
+    synthetic_data: InteractionData, tmp_path: Path, fast: list[str], eighths: int
+) -> None:
+    """Killed mid-run (the like path's kept copy on disk may be from after the checkpoint it
+    resumes from), resumed: the same like path, retrieval path and refit as an unbroken run."""
+    stages = (
+        "trainer.stages=[{name: like, epochs: 2, lr: 0.02, trainable: ['like_*', 'bce_*']}, "
+        "{name: retrieval, epochs: 2, lr: 0.02, trainable: ['query_tower.*', 'candidate_tower.*']}]"
+    )
+    settings = [*fast, "model.like_towers=true", "like_selection.metric=auc", stages,
+                "trainer.early_stopping_patience=4", "refit=true",
+                "trainer.checkpoint_every_steps=1", "trainer.keep_last=100"]  # fmt: skip
+    full = train(None, settings, data=synthetic_data, runs_root=tmp_path / "a", promote="never")
+    partial = train(None, settings, data=synthetic_data, runs_root=tmp_path / "b", promote="never")
+    run = partial.run_dir
+    cut = int(full.metrics["train_steps"]) * eighths // 8
+    for path in (run / "checkpoints").glob("step-*"):
+        if int(path.name.split("-")[1]) > cut:
+            shutil.rmtree(path)
+    resumed = train(resume=run, data=synthetic_data, promote="never")
+    assert resumed.metrics["train_like_best_step"] == full.metrics["train_like_best_step"]
+    assert resumed.metrics["refit_steps"] == full.metrics["refit_steps"]
+    a = load_file(str(full.run_dir / "model" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
