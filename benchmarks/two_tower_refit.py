@@ -48,46 +48,17 @@ def scores(config: object, model: object, prepared: object) -> dict[str, float]:
 
 
 def run_seed(overrides: list[str], data: object) -> dict[str, dict[str, float]]:
-    from towerkit.core.trainer import Trainer
-    from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm_users
-    from towerkit.rec.twotower.prepare import InteractionDataset, collate
-    from towerkit.rec.twotower.recipe import (
-        build_model,
-        build_prepared,
-        default_config_path,
-        load_recipe,
-        refit,
-    )
+    from towerkit.rec.twotower.recipe import refit
     from towerkit.rec.twotower.refit import ChosenSteps
-    from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
-    from towerkit.rec.twotower.training import TwoTowerLoss
+    from two_tower_validation import fit_variant  # benchmarks/ is sys.path[0] when run
 
-    config = load_recipe(default_config_path("full"), overrides)
-    config.trainer.tensorboard = False
-    prepared = build_prepared(config, data)  # type: ignore[arg-type]
-    model = build_model(config, prepared)
-    art, histories, warm = prepared.artifacts, prepared.histories("val"), warm_users(prepared.train)
-
-    def on_val(unwrapped: object) -> dict[str, float]:
-        scorer = model_scorer(unwrapped, art, histories)  # type: ignore[arg-type]
-        return evaluate_scorer(
-            scorer, prepared.val, prepared.train, prepared.n_users, prepared.n_items,
-            config.eval.ks, warm,
-        )  # fmt: skip
-
-    loss = TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history)
-    callbacks = like_selection_callbacks(config, model, None)
+    got = fit_variant(overrides, data)
+    fit = got.fit
+    chosen = ChosenSteps(fit.best_step or fit.global_step, got.like_step, got.steps_per_epoch)
+    selected = scores(got.config, got.model, got.prepared)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(
-            model, config.trainer, InteractionDataset(prepared.train), loss, Path(tmp),
-            eval_fn=on_val, collate_fn=collate, callbacks=callbacks,
-        )  # fmt: skip
-        fit = trainer.fit()
-        like = next((c.best_step for c in callbacks if isinstance(c, LikePathSelection)), None)
-        chosen = ChosenSteps(fit.best_step or fit.global_step, like, trainer.steps_per_epoch)
-        selected = scores(config, model, prepared)
-        refitted, merged, _ = refit(config, data, chosen, Path(tmp))  # type: ignore[arg-type]
-        return {"selection": selected, "refit": scores(config, refitted, merged)}
+        refitted, merged, _ = refit(got.config, data, chosen, Path(tmp))  # type: ignore[arg-type]
+    return {"selection": selected, "refit": scores(got.config, refitted, merged)}
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -135,7 +137,21 @@ VARIANTS: dict[str, list[str]] = {
 TRACE = False  # --trace: print validation AUC / recall@50 at every evaluation
 
 
-def run_variant(overrides: list[str], data: object) -> dict[str, float]:
+@dataclass
+class Fitted:
+    """A variant trained with early stopping on validation, and what chose its weights."""
+
+    config: Any
+    prepared: Any
+    model: Any
+    fit: Any
+    like_step: int | None  # the like path's own best step (like_selection), else None
+    steps_per_epoch: int
+    trace: list[str]
+
+
+def fit_variant(overrides: list[str], data: object) -> Fitted:
+    """The full recipe plus ``overrides``, trained on the training split of ``data``."""
     from towerkit.core.trainer import Trainer
     from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm_users
     from towerkit.rec.twotower.prepare import InteractionDataset, collate
@@ -154,7 +170,6 @@ def run_variant(overrides: list[str], data: object) -> dict[str, float]:
     model = build_model(config, prepared)
     art, histories = prepared.artifacts, prepared.histories("val")
     warm = warm_users(prepared.train)
-
     trace: list[str] = []
 
     def on_val(unwrapped: object) -> dict[str, float]:
@@ -174,13 +189,21 @@ def run_variant(overrides: list[str], data: object) -> dict[str, float]:
             eval_fn=on_val, collate_fn=collate, callbacks=callbacks,
         )  # fmt: skip
         fit = trainer.fit()
-    result = on_val(model)
+    like = next((c.best_step for c in callbacks if isinstance(c, LikePathSelection)), None)
+    return Fitted(config, prepared, model, fit, like, trainer.steps_per_epoch, trace)
+
+
+def run_variant(overrides: list[str], data: object) -> dict[str, float]:
+    from towerkit.rec.twotower.recipe import evaluate_all
+
+    got = fit_variant(overrides, data)
+    config = replace(got.config, baselines=replace(got.config.baselines, names=["popularity"]))
+    result = evaluate_all(config, got.model, got.prepared, "val")["two_tower"]
     if TRACE:
-        print("  per evaluation, AUC/recall@50:", " ".join(trace[:-1]), flush=True)
-    result["best_step"] = float(fit.best_step or 0)
-    like = [c for c in callbacks if isinstance(c, LikePathSelection)]
-    result["like_step"] = float(like[0].best_step or 0) if like else result["best_step"]
-    result["steps"] = float(fit.global_step)
+        print("  per evaluation, AUC/recall@50:", " ".join(got.trace), flush=True)
+    result["best_step"] = float(got.fit.best_step or 0)
+    result["like_step"] = float(got.like_step or result["best_step"])
+    result["steps"] = float(got.fit.global_step)
     return result
 
 
