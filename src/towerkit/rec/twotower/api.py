@@ -45,7 +45,7 @@ class QueryTowerExport(nn.Module):
     """The query tower on the tensors it really uses (inputs with a zero-size feature axis, e.g.
     no multi-categorical user features, are left out: exporters handle empty tensors badly); a
     history model also takes history_liked, history_passed (n, L) int64 and history_stats
-    (n, 2) float32, last."""
+    (n, 2) float32 ((n, 3) with model.recent_swipes), last."""
 
     def __init__(self, model: TwoTowerModel, used: Sequence[str]) -> None:
         super().__init__()
@@ -143,7 +143,8 @@ class TwoTowerBundle:
         if self.history_len:
             ids = [self._history_ids(liked, "liked"), self._history_ids(passed, "passed")]
             prior = float(self.model.config.history_prior)
-            history = from_item_lists([ids[0]], [ids[1]], self.history_len, prior)
+            recent = int(self.model.config.recent_swipes)
+            history = from_item_lists([ids[0]], [ids[1]], self.history_len, prior, recent)
         return self._embed_query(tensors, history)[0]
 
     def _history_ids(self, items: Sequence[str], key: str) -> list[int]:

@@ -58,6 +58,8 @@ class TwoTowerConfig:
     # of the candidate tower's id embeddings, shared) and their count / like rate (history.py)
     history_len: int = 0
     history_prior: float = 0.5  # the training like rate newcomers' smoothed rates start from
+    # > 0: the history also carries the like rate of the user's last recent_swipes swipes
+    recent_swipes: int = 0
     # true: the like-vs-pass logit compares embeddings of its own head, so the pointwise loss
     # and the retrieval softmax stop pulling one embedding two ways
     like_head: bool = False
@@ -88,6 +90,8 @@ class TwoTowerConfig:
             raise ConfigError(f"model: dropout: expected 0 <= dropout < 1, got {self.dropout}")
         if self.history_len < 0:
             raise ConfigError(f"model: history_len: expected >= 0, got {self.history_len}")
+        if self.recent_swipes < 0:
+            raise ConfigError(f"model: recent_swipes: expected >= 0, got {self.recent_swipes}")
         if self.history_into not in ("both", "like"):
             raise ConfigError(
                 f"model: history_into: expected both or like, got {self.history_into!r}"
@@ -119,8 +123,13 @@ class TwoTowerConfig:
 
     @property
     def history_width(self) -> int:
-        """What the history adds to the query tower's input: two id-sized means + 2 numbers."""
-        return 2 * self.id_dim + 2 if self.history_len else 0
+        """What the history adds to the query tower's input: two id-sized means + its stats."""
+        return 2 * self.id_dim + self.history_stats if self.history_len else 0
+
+    @property
+    def history_stats(self) -> int:
+        """The history's numbers: count and like rate, and the recent window's like rate."""
+        return 3 if self.recent_swipes else 2
 
 
 class TwoTowerModel(BaseModel):

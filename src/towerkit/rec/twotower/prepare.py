@@ -42,12 +42,18 @@ class FeatureConfig:
     # > 0: the query tower reads each user's last history_len likes and passes as of the moment
     # it scores for (towerkit.rec.twotower.history); 0: static user features only
     history_len: int = 0
+    # > 0: the history also carries the like rate of each user's last recent_swipes swipes
+    recent_swipes: int = 0
 
     def __post_init__(self) -> None:
         if min(self.oov_buckets, self.id_oov_buckets, self.min_count) < 1:
             raise ConfigError("features: oov_buckets, id_oov_buckets, min_count: expected >= 1")
         if self.history_len < 0:
             raise ConfigError(f"features: history_len: expected >= 0, got {self.history_len}")
+        if self.recent_swipes < 0:
+            raise ConfigError(f"features: recent_swipes: expected >= 0, got {self.recent_swipes}")
+        if self.recent_swipes and not self.history_len:
+            raise ConfigError("features: recent_swipes is part of the history: set history_len")
 
 
 @dataclass
@@ -102,6 +108,7 @@ class PreparedData:
     val: EncodedInteractions
     test: EncodedInteractions
     history_len: int = 0
+    recent_swipes: int = 0
     train_history: HistoryTensors | None = None  # per training event, as of its instant
 
     @property
@@ -143,7 +150,7 @@ class PreparedData:
         item_ids = self.artifacts.candidate_tables.ids.numpy()[log.item_rows]
         return history_as_of(
             log.user_rows, item_ids, log.labels, log.times, users, times,
-            self.history_len, self.like_prior,
+            self.history_len, self.like_prior, self.recent_swipes,
         )  # fmt: skip
 
     def describe(self) -> str:
@@ -235,7 +242,7 @@ def prepare_split(
     )
     prepared = PreparedData(
         data, split, artifacts, encoded["train"], encoded["val"], encoded["test"],
-        history_len=features.history_len,
+        history_len=features.history_len, recent_swipes=features.recent_swipes,
     )  # fmt: skip
     if features.history_len:
         train = prepared.train

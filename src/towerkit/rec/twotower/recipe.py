@@ -141,17 +141,19 @@ def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel
         candidate=tower_spec(artifacts.candidate),
         **{
             "history_len": config.features.history_len,
+            "recent_swipes": config.features.recent_swipes,
             "history_prior": prepared.like_prior,
             **config.model,
         },
     )
     if not isinstance(model, TwoTowerModel):
         raise TowerkitError(f"arch: {config.arch!r} is not a two-tower model")
-    if model.config.history_len != config.features.history_len:
-        raise TowerkitError(
-            f"model.history_len {model.config.history_len} differs from features.history_len "
-            f"{config.features.history_len}: set features.history_len only"
-        )
+    for key in ("history_len", "recent_swipes"):
+        if getattr(model.config, key) != getattr(config.features, key):
+            raise TowerkitError(
+                f"model.{key} {getattr(model.config, key)} differs from features.{key} "
+                f"{getattr(config.features, key)}: set features.{key} only"
+            )
     if model.attention is not None and model.config.attention_init == "svd":
         train = prepared.train
         ids = artifacts.candidate_tables.ids.numpy()[train.item_rows]
