@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from towerkit.core.errors import ConfigError, ModelLoadError
-from towerkit.core.model import BaseModel, create_model, list_models, register_model
+from towerkit.core.model import BaseModel, create_model, eval_mode, list_models, register_model
 
 
 @dataclass
@@ -119,3 +119,14 @@ def test_builder_registry() -> None:
     assert isinstance(model, TinyNet) and model.config.hidden == 5
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         create_model("nope")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_callers_mode_even_on_error(training: bool) -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train(training)
+    with eval_mode(model):
+        assert not model.training and not model[1].training
+    assert model.training is training and model[1].training is training
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(model):
+        raise RuntimeError("boom")
+    assert model.training is training

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from torch.export import Dim
 from torch.utils import _pytree as pytree
 
 from towerkit.core.errors import TowerkitError
+from towerkit.core.model import eval_mode
 
 DynamicDims = Mapping[str, Mapping[int, str]]
 # protobuf refuses messages over 2 GiB; above this many weight bytes they go to <name>.onnx.data
@@ -43,17 +44,6 @@ _ORT_NUMPY_TYPES = {
 
 
 # ---------------------------------------------------------------- shared helpers
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Export and compare in eval mode (batchnorm statistics, no dropout); restore afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _first_error_line(exc: BaseException) -> str:
@@ -178,7 +168,7 @@ def export_onnx(
     _check_names(example_inputs, input_names)
     dynamic_shapes = _dynamic_shapes(example_inputs, input_names, output_names, dynamic_dims)
     model_name = type(model).__name__
-    with _eval_mode(model), warnings.catch_warnings():
+    with eval_mode(model), warnings.catch_warnings():
         # one Dim shared by several inputs makes the exporter note each duplicate axis name
         warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
         try:
@@ -341,7 +331,7 @@ def check_onnx_parity(
     predictor = OnnxPredictor(onnx_path)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     results = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for index, case in enumerate(cases):
             if len(case) != len(predictor.input_names):
                 raise TowerkitError(

@@ -24,11 +24,11 @@ from towerkit.core.export import (
     _assert_axes_stay_dynamic,
     _check_names,
     _dynamic_shapes,
-    _eval_mode,
     _first_error_line,
     _lstm_while_loop_decomposition,
 )
 from towerkit.core.io import atomic_dir
+from towerkit.core.model import eval_mode
 
 
 def export_coreml(
@@ -59,7 +59,7 @@ def export_coreml(
         example_inputs, input_names, output_names, dynamic_dims, max_size=max_dim_size
     )
     model_name = type(model).__name__
-    with _eval_mode(model):
+    with eval_mode(model):
         exported = _export_program(model, example_inputs, input_names, dynamic_shapes)
         with torch.no_grad():
             example_outputs = pytree.tree_leaves(model(*example_inputs))

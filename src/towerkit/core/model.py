@@ -5,10 +5,11 @@ Also a timm-style registry of builder functions: ``create_model("vision-cnn-smal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,6 +25,17 @@ from towerkit.core.io import atomic_dir
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 M = TypeVar("M", bound="BaseModel")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (batchnorm statistics, no dropout) inside, the caller's mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 class BaseModel(nn.Module):

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 import towerkit.zoo.models.concept  # noqa: F401  (registers concept-digits)
 from towerkit.core.errors import TowerkitError
-from towerkit.core.model import BaseModel, create_model
+from towerkit.core.model import BaseModel, create_model, eval_mode
 from towerkit.core.trainer import TrainerConfig
 from towerkit.zoo.data.audio import (
     Clip,
@@ -333,17 +333,15 @@ def text_prototypes(model: ConceptModel) -> torch.Tensor:
 @torch.no_grad()
 def embed_split(model: ConceptModel, split: ConceptSplit, batch_size: int = 128) -> dict[str, Any]:
     """Concept vectors of a split's images, recordings and words, with their labels."""
-    was_training = model.training
-    model.eval()
-    images = [model.embed_images(b["image"]) for b in batches(split.images, batch_size, None)]
-    speech = [
-        model.embed_speech(b["features"], b["lengths"])
-        for b in batches(split.speech, batch_size, pad_collate)
-    ]
-    flat_words = [(w, d) for d, forms in enumerate(split.words) for w in forms]
-    text = model.embed_words([w for w, _ in flat_words])
-    prototypes = text_prototypes(model)
-    model.train(was_training)
+    with eval_mode(model):
+        images = [model.embed_images(b["image"]) for b in batches(split.images, batch_size, None)]
+        speech = [
+            model.embed_speech(b["features"], b["lengths"])
+            for b in batches(split.speech, batch_size, pad_collate)
+        ]
+        flat_words = [(w, d) for d, forms in enumerate(split.words) for w in forms]
+        text = model.embed_words([w for w, _ in flat_words])
+        prototypes = text_prototypes(model)
     return {
         "image": torch.cat(images),
         "image_labels": split.image_labels(),

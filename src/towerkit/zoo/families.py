@@ -52,6 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from towerkit.core.errors import TowerkitError
+from towerkit.core.model import eval_mode
 from towerkit.core.paths import repo_root
 
 if TYPE_CHECKING:
@@ -304,13 +305,11 @@ def collect_logits(
     batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(logits [N, C], labels [N]) of a classifier over a dataset, in eval mode."""
-    was_training = model.training
-    model.eval()
     logits, labels = [], []
-    for batch in batches(dataset, batch_size, collate_fn):
-        logits.append(model(*family.model_inputs(batch)).float().cpu())
-        labels.append(batch[label_key].cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for batch in batches(dataset, batch_size, collate_fn):
+            logits.append(model(*family.model_inputs(batch)).float().cpu())
+            labels.append(batch[label_key].cpu())
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from towerkit.core.metrics import full_ranking_metrics, roc_auc
+from towerkit.core.model import eval_mode
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.features import SideTensors
 from towerkit.rec.twotower.history import HistoryTensors
@@ -102,9 +103,7 @@ def _encode(
     batch_size: int = 4096,
 ) -> TowerOutput:
     """The query tower's output for aligned query rows and histories, in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         parts = [
             model.encode_query(
                 side.take(rows).inputs(),
@@ -112,8 +111,6 @@ def _encode(
             )
             for rows in _chunks(len(side), batch_size)
         ]
-    finally:
-        model.train(was_training)
     return TowerOutput.cat(parts)
 
 
@@ -129,17 +126,13 @@ def embed_tables(
     queries, candidates = artifacts.query_tables, artifacts.candidate_tables
     history = history if history is not None else artifacts.query_history
     users = _encode(model, queries, history, batch_size)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         items = TowerOutput.cat(
             [
                 model.encode_candidate(candidates.take(rows).inputs())
                 for rows in _chunks(len(candidates), batch_size)
             ]
         )
-    finally:
-        model.train(was_training)
     return QueryTables(queries, users), items
 
 

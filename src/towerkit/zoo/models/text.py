@@ -20,7 +20,7 @@ from torch import nn
 
 from towerkit.core.errors import ModelLoadError
 from towerkit.core.io import write_text_atomic
-from towerkit.core.model import BaseModel, register_model, replace_config
+from towerkit.core.model import BaseModel, eval_mode, register_model, replace_config
 
 TOKENIZER_NAME = "tokenizer.json"
 
@@ -73,13 +73,11 @@ class TokenizedClassifier(BaseModel):
     @torch.no_grad()
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
         """Class probabilities [len(texts), classes] in eval mode."""
-        was_training = self.training
-        self.eval()
         chunks = []
-        for start in range(0, len(texts), batch_size):
-            ids, mask = self.encode(texts[start : start + batch_size])
-            chunks.append(torch.softmax(self(ids, mask), dim=-1))
-        self.train(was_training)
+        with eval_mode(self):
+            for start in range(0, len(texts), batch_size):
+                ids, mask = self.encode(texts[start : start + batch_size])
+                chunks.append(torch.softmax(self(ids, mask), dim=-1))
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
 
