@@ -59,3 +59,34 @@ def test_atomic_dir_gets_the_permissions_of_a_plain_mkdir(tmp_path: Path) -> Non
         os.umask(old)
     mode = (tmp_path / "model").stat().st_mode & 0o777
     assert mode == (tmp_path / "plain").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_the_umask_is_read_without_changing_it(mask: int) -> None:
+    import os
+
+    from towerkit.core.io import _umask
+
+    old = os.umask(mask)
+    try:
+        assert _umask() == mask
+        assert os.umask(mask) == mask  # still in force after the read
+    finally:
+        os.umask(old)
+
+
+def test_the_umask_fallback_without_proc_puts_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from towerkit.core.io import _umask
+
+    def no_proc(self: Path, *args: object, **kwargs: object) -> str:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(Path, "read_text", no_proc)
+    old = os.umask(0o027)
+    try:
+        assert _umask() == 0o027
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)

@@ -6,15 +6,27 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_UMASK_LOCK = threading.Lock()
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+
+def _umask() -> int:
+    """The process umask. Linux shows it in /proc/self/status; elsewhere reading it means
+    setting it (process-wide) and putting it straight back, so that is done under a lock."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 
@@ -30,7 +42,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; use what open() would
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use what open() would
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -60,12 +72,6 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
 
 
 def write_text_atomic(target: str | Path, text: str) -> None:
