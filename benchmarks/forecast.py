@@ -135,7 +135,8 @@ def main() -> None:
         "on the validation cutoffs only; the test cutoffs are scored once, here. "
         f"Recipe: model.base={config.model.base} (the median is that forecast + the network's "
         f"offset), refit={str(config.refit).lower()} (after early stopping, a fresh model trained "
-        "on training + validation windows for the chosen epochs is the one scored). Rows are "
+        "on training + validation windows for the chosen epochs is the one scored), "
+        f"ensemble={config.ensemble} (the mean of that many such models' quantiles). Rows are "
         "(repository, target, cutoff) with a known, non-constant history; every method is "
         "scored on the same rows. Baseline intervals are statsforecast's 80 % intervals.",
         "",

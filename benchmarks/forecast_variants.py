@@ -3,15 +3,18 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_variants.py [--seeds 3] [--only NAME ...] [--inner]
 
 Trains each variant of the full recipe (configs/forecast/full.yaml plus the variant's
-overrides) with ``--seeds`` seeds, and prints the validation MASE / coverage of each seed, of
+overrides) with ``--seeds`` seeds (a variant with ``ensemble=K`` takes seeds k * K onwards
+for its members), and prints the validation MASE / coverage of each seed, of
 the mean of the seeds' quantiles (a seed ensemble) and of a 50/50 average with Theta's own
-forecast, beside Naive and Theta on the same rows: the table the recipe's settings were chosen
+forecast, beside Naive, Theta and the comb on the same rows: the table the recipe's settings were chosen
 from (BENCHMARKS.md, "## Forecast: what the table shows"). Runs and a private registry go to
 runs/bench/forecast-variants/; the numbers to runs/bench/forecast-variants.json.
 
-``--inner`` judges ``refit`` honestly: every split moves back so that the recipe's validation
-cutoffs become the first test cutoffs (selection and the refit's epoch count come from the
-6 cutoffs before them), and the models are scored on those validation cutoffs.
+Without ``--inner`` every variant is trained with ``refit=false``, whatever it sets (a model
+refitted on the validation windows cannot be scored on them). ``--inner`` judges ``refit``
+honestly: every split moves back so that the recipe's validation cutoffs become the first
+test cutoffs (selection and the refit's epoch count come from the 6 cutoffs before them), and
+the models are scored on those validation cutoffs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from towerkit.core.io import write_json_atomic
 from towerkit.core.registry import ModelRegistry
 from towerkit.forecast.backtest import EvalRows, MethodForecast, build_rows, model_forecast, score
+from towerkit.forecast.comb import comb_channels
 from towerkit.forecast.data import (
     ForecastData,
     SplitWindows,
@@ -53,6 +57,9 @@ VARIANTS: dict[str, list[str]] = {
     "base theta, weight 0.5": ["model.base=theta", "model.base_weight=0.5"],
     "base theta, no text": ["model.base=theta", "model.use_text=false"],
     "base theta, refit on train + validation": ["model.base=theta", "refit=true"],
+    "base comb": ["model.base=comb"],
+    "base theta, ensemble 3": ["model.base=theta", "ensemble=3"],
+    "base comb, ensemble 3": ["model.base=comb", "ensemble=3"],
 }
 
 
@@ -78,7 +85,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     parser.add_argument("--inner", action="store_true", help="splits moved back (see above)")
     args = parser.parse_args()
-    shift: list[str] = []
+    shift = ["refit=false"]
     if args.inner:
         d = load_recipe(args.config).data
         shift = [f"data.n_test_cutoffs={d.n_test_cutoffs + d.n_val_cutoffs + d.horizon - 1}"]
@@ -89,11 +96,15 @@ def main() -> None:
     results: dict[str, dict[str, object]] = {}
     rows: EvalRows | None = None
     targets: list[str] = []
-    theta_point = np.zeros(0)
+    theta_point, comb_point = np.zeros(0), np.zeros(0)
     for name, overrides in chosen.items():
         per_seed, raws = [], []
         for seed in range(args.seeds):
-            config = load_recipe(args.config, [*overrides, *shift, f"trainer.seed={seed}"])
+            # an ensemble's members take seeds k * K .. k * K + K - 1: disjoint between seeds
+            members = load_recipe(args.config, [*overrides, *shift]).ensemble
+            config = load_recipe(
+                args.config, [*overrides, *shift, f"trainer.seed={seed * members}"]
+            )
             config.trainer.progress = False
             started = time.perf_counter()
             result = train(config, registry=registry, runs_root=out_root, progress=False)
@@ -111,6 +122,14 @@ def main() -> None:
                     theta_cache_dir(config.data),
                 )
                 theta_point = np.clip(theta[rows.window, :, rows.target], 0.0, None)
+                comb = comb_channels(
+                    data.panel,
+                    pairs,
+                    data.target_idx,
+                    config.data.horizon,
+                    theta_cache_dir(config.data),
+                )[..., 0]
+                comb_point = np.clip(comb[rows.window, :, rows.target], 0.0, None)
             raw = to_raw(predict_scaled(model, scored), scored.arrays, data.target_idx)
             q = model_forecast(name, rows, raw, model.config.quantiles).quantiles
             raws.append(q)
@@ -136,6 +155,9 @@ def main() -> None:
     naive = np.repeat(np.repeat(last[:, None, None], 3, axis=1), 3, axis=2)
     references = {
         "Theta (point only)": _scores(rows, flat, targets),
+        "comb: median of Theta, AutoETS, Naive (point only)": _scores(
+            rows, np.repeat(comb_point[..., None], 3, axis=2), targets
+        ),
         "Naive (point only)": _scores(rows, naive, targets),
     }
     stamp = (

@@ -161,7 +161,7 @@ def test_unknown_base_is_a_one_line_error(tmp_path: Path) -> None:
         load_recipe(None, ["model.base=arima"])
     message = str(caught.value)
     assert "model.base" in message and "'theta'" in message and "\n" not in message
-    with pytest.raises(ConfigError, match="base: expected 'last' or 'theta'"):
+    with pytest.raises(ConfigError, match="base: expected 'last', 'theta' or 'comb'"):
         create_model("forecast-dualtower-lstm", target_inputs=[0], base="arima")
     with pytest.raises(ConfigError, match="base_weight"):
         create_model("forecast-dualtower-lstm", target_inputs=[0], base="theta", base_weight=2.0)

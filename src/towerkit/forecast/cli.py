@@ -130,8 +130,12 @@ def evaluate_command(
     if overrides:
         config = load_config(ForecastRecipeConfig, loaded.run_dir / "config.yaml", overrides)  # type: ignore[operator]
     models = [loaded.model, *(load_forecaster(m).model for m in also)]
-    theta = any(m.config.base == "theta" for m in models)
-    data = load_data(config.data, config.encoder, windows=False, base="theta" if theta else "last")
+    bases = {m.config.base for m in models} - {"last"}  # a "last" model ignores any base
+    if len(bases) > 1:
+        raise typer.BadParameter(f"models with different bases ({sorted(bases)}): one at a time")
+    data = load_data(
+        config.data, config.encoder, windows=False, base=bases.pop() if bases else "last"
+    )
     target = out or (loaded.run_dir or Path(".")) / "backtest"
     result = run_backtest(models, config, data, target)
     table = Table(title=f"backtest of {loaded.label} ({len(result.rows)} rows)")

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from towerkit.core.asset_sources import resolve_local_path
 from towerkit.core.errors import TowerkitError
 from towerkit.core.paths import towerkit_home
+from towerkit.forecast.comb import comb_channels
 from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
 from towerkit.forecast.model import BaseKind
 from towerkit.forecast.text import EmbeddingCache, TextMode, window_texts
@@ -81,12 +82,12 @@ class ForecastData:
     table: Path
     embeddings: EmbeddingCache
 
-    def windows(self, cutoffs: list[int]) -> WindowArrays:
+    def windows(self, cutoffs: list[int], progress: bool = False) -> WindowArrays:
         """Windows at these cutoffs, scaled the way the training windows were."""
-        return split_windows(self.panel, cutoffs, self.config, self.target_idx, self.base)
+        return split_windows(self.panel, cutoffs, self.config, self.target_idx, self.base, progress)
 
     config: ForecastDataConfig = field(default_factory=ForecastDataConfig)
-    base: BaseKind = "last"  # theta: every window also carries its scaled Theta forecast
+    base: BaseKind = "last"  # theta / comb: every window also carries its scaled base
 
     def text_for(
         self, pairs: np.ndarray, mode: TextMode = "real", progress: bool = True
@@ -96,7 +97,7 @@ class ForecastData:
         return np.concatenate([vectors[: len(pairs)], vectors[len(pairs) :]], axis=1)
 
     def test(self, mode: TextMode = "real", progress: bool = True) -> SplitWindows:
-        arrays = self.windows(self.splits.test)
+        arrays = self.windows(self.splits.test, progress)
         return SplitWindows(arrays, self.text_for(arrays.pairs, mode, progress))
 
     @property
@@ -117,9 +118,10 @@ def split_windows(
     config: ForecastDataConfig,
     target_idx: list[int],
     base: BaseKind = "last",
+    progress: bool = False,
 ) -> WindowArrays:
     pairs = window_index(panel, cutoffs, config.min_history, config.horizon)
-    return pair_windows(panel, pairs, config, target_idx, base)
+    return pair_windows(panel, pairs, config, target_idx, base, progress)
 
 
 def pair_windows(
@@ -128,13 +130,18 @@ def pair_windows(
     config: ForecastDataConfig,
     target_idx: list[int],
     base: BaseKind = "last",
+    progress: bool = False,
 ) -> WindowArrays:
-    """The windows of these (repo, cutoff) pairs, with their Theta base if ``base`` asks."""
+    """The windows of these (repo, cutoff) pairs, with their Theta or comb base if ``base``
+    asks (``progress``: a bar while the comb's slow members are computed)."""
     c = config
     arrays = build_windows(panel, pairs, c.lookback, c.horizon, target_idx, c.scaling)
     if base == "theta" and len(pairs):
         theta = theta_forecasts(panel, pairs, target_idx, c.horizon, theta_cache_dir(c))
         attach_base(arrays, theta, target_idx)
+    elif base == "comb" and len(pairs):
+        channels = comb_channels(panel, pairs, target_idx, c.horizon, theta_cache_dir(c), progress)
+        attach_base(arrays, channels, target_idx)
     return arrays
 
 
@@ -162,7 +169,8 @@ def load_data(
 ) -> ForecastData:
     """The panel and splits; with ``windows`` also the training and validation windows and
     their texts (``evaluate`` and ``predict`` need neither); ``base="theta"`` adds every
-    window's Theta forecast (computed once, then read from the cache)."""
+    window's Theta forecast, ``base="comb"`` the comb and its members (computed once, then
+    read from the cache)."""
     path = table_path(config)
     if not path.is_file():
         path, _ = prepare_table(config, progress)
@@ -181,7 +189,9 @@ def load_data(
         ("train", splits.train[:: -config.train_stride][::-1]),
         ("val", splits.val),
     ):
-        arrays = split_windows(panel, cutoffs if windows else [], config, target_idx, base)
+        arrays = split_windows(
+            panel, cutoffs if windows else [], config, target_idx, base, progress
+        )
         if windows and len(arrays.pairs) == 0:
             raise TowerkitError(f"data: no {name} windows (too few repositories or months)")
         parts.append(SplitWindows(arrays, text_for(panel, cache, arrays.pairs, progress=progress)))

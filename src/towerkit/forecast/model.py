@@ -8,14 +8,17 @@
   ``n_targets`` targets, the quantiles (p10, p50, p90 by default), non-crossing by construction
   (the median plus softplus gaps); the median is an offset from a base forecast: the last
   observed value (``base="last"``) or statsforecast's Theta forecast of the window
-  (``base="theta"``, see ``towerkit.forecast.theta``), which is then also an input of the fusion.
+  (``base="theta"``, see ``towerkit.forecast.theta``), which is then also an input of the fusion,
+  or the median of Theta's, AutoETS's and Naive's forecasts (``base="comb"``, see
+  ``towerkit.forecast.comb``), whose members are all inputs of the fusion.
 
-``use_text=False`` is the no-text ablation: the same model without the text tower.
+``use_text=False`` is the no-text ablation: the same model without the text tower;
+``members=K`` a seed ensemble of K such models.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -25,7 +28,9 @@ from torch import nn
 from towerkit.core.errors import ConfigError
 from towerkit.core.model import BaseModel, register_model
 
-BaseKind = Literal["last", "theta"]
+BaseKind = Literal["last", "theta", "comb"]
+# the comb's members: its base is (B, H, T, 1 + members), the comb first, then each member
+COMB_MEMBERS = ("Theta", "AutoETS", "Naive")
 
 
 @dataclass
@@ -48,18 +53,24 @@ class DualTowerConfig:
     # positions of the targets among the inputs: the median is an offset from their last value
     # (in scaled space), so the network starts at the naive forecast and learns the change
     target_inputs: list[int] = field(default_factory=list)
-    # theta: the median is (scaled) Theta + offset, and Theta is an input of the fusion MLP;
-    # base_weight w < 1 anchors on w * Theta + (1 - w) * last value instead
+    # theta / comb: the median is (scaled) Theta / the comb + offset, and it (and the comb's
+    # members) are inputs of the fusion MLP; base_weight w < 1 anchors on
+    # w * base + (1 - w) * last value instead
     base: BaseKind = "last"
     base_weight: float = 1.0
+    # >1: a seed ensemble, ``members`` such models (trained apart, with their own seeds) whose
+    # quantiles are averaged; the mean of non-crossing quantiles is non-crossing
+    members: int = 1
 
     def __post_init__(self) -> None:
-        if self.base not in ("last", "theta"):
-            raise ConfigError(f"model: base: expected 'last' or 'theta', got {self.base!r}")
+        if self.members < 1:
+            raise ConfigError(f"model: members: expected >= 1, got {self.members}")
+        if self.base not in ("last", "theta", "comb"):
+            raise ConfigError(f"model: base: expected 'last', 'theta' or 'comb', got {self.base!r}")
         if not 0.0 <= self.base_weight <= 1.0:
             raise ConfigError(f"model: base_weight: expected 0..1, got {self.base_weight}")
-        if self.base == "theta" and not self.target_inputs:
-            raise ConfigError("model: base 'theta' needs target_inputs (the last values)")
+        if self.base != "last" and not self.target_inputs:
+            raise ConfigError(f"model: base {self.base!r} needs target_inputs (the last values)")
         if sorted(self.quantiles) != self.quantiles or 0.5 not in self.quantiles:
             raise ConfigError("model: quantiles: expected increasing levels that include 0.5")
         if self.encoder == "transformer" and self.hidden % self.heads:
@@ -98,10 +109,14 @@ class DualTowerForecaster(BaseModel):
     def __init__(self, config: DualTowerConfig) -> None:
         super().__init__(config)
         c = config
+        if c.members > 1:
+            single = replace(c, members=1)
+            self.members = nn.ModuleList(DualTowerForecaster(single) for _ in range(c.members))
+            return
         self.time_tower = TimeTower(c)
         fused = c.hidden + c.n_static
-        if c.base == "theta":
-            fused += 2 * c.horizon * c.n_targets  # Theta and Theta minus the last value
+        if c.base != "last":  # each channel and its difference from the last value
+            fused += 2 * c.horizon * c.n_targets * self.base_channels
         if c.use_text:
             self.text_tower = nn.Sequential(
                 nn.Linear(c.text_dim, c.text_hidden), nn.GELU(), nn.Dropout(c.dropout)
@@ -116,6 +131,10 @@ class DualTowerForecaster(BaseModel):
         )
         self.head = nn.Linear(c.fusion_hidden, c.horizon * c.n_targets * len(c.quantiles))
 
+    @property
+    def base_channels(self) -> int:
+        return 1 + len(COMB_MEMBERS) if self.config.base == "comb" else 1
+
     def forward(
         self,
         x: torch.Tensor,
@@ -123,16 +142,21 @@ class DualTowerForecaster(BaseModel):
         text: torch.Tensor | None = None,
         base: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, L, n_inputs), (B, n_static), (B, text_dim), (B, H, T) scaled Theta ->
-        quantiles (B, H, T, Q), scaled."""
+        """(B, L, n_inputs), (B, n_static), (B, text_dim), scaled base forecasts ((B, H, T)
+        Theta, or (B, H, T, 1 + members) comb and members) -> quantiles (B, H, T, Q), scaled."""
         c = self.config
+        if c.members > 1:
+            return torch.stack([m(x, static, text, base) for m in self.members]).mean(0)
         parts = [self.time_tower(x), static]
         anchor = x[:, -1, c.target_inputs][:, None, :] if c.target_inputs else None
-        if c.base == "theta":
+        if c.base != "last":
             if base is None or anchor is None:
-                raise ValueError("this model forecasts around Theta: pass the base (B, H, T)")
-            parts += [base.flatten(1), (base - anchor).flatten(1)]
-            anchor = c.base_weight * base + (1.0 - c.base_weight) * anchor
+                raise ValueError(f"this model forecasts around {c.base}: pass the base")
+            channels = base if c.base == "comb" else base[..., None]
+            if channels.shape[-1] != self.base_channels:
+                raise ValueError(f"base: expected {self.base_channels} channels")
+            parts += [channels.flatten(1), (channels - anchor[..., None]).flatten(1)]
+            anchor = c.base_weight * channels[..., 0] + (1.0 - c.base_weight) * anchor
         if c.use_text:
             if text is None:
                 raise ValueError("this model has a text tower: pass the text embeddings")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
@@ -78,6 +79,9 @@ class ForecastRecipeConfig:
     # validation windows (whose targets all end by the first test cutoff) for the epoch count
     # chosen there, and keep that one; val_* metrics stay those of the selection model
     refit: bool = False
+    # >1: a seed ensemble of this many models (seeds trainer.seed, +1, ...), each selected (and
+    # refitted) on its own; the registered model averages their quantiles
+    ensemble: int = 1
 
 
 @dataclass
@@ -105,7 +109,9 @@ def load_recipe(
     return config
 
 
-def build_model(config: ForecastRecipeConfig, data: ForecastData) -> DualTowerForecaster:
+def build_model(
+    config: ForecastRecipeConfig, data: ForecastData, members: int = 1
+) -> DualTowerForecaster:
     m, arrays = config.model, data.train.arrays
     arch = f"forecast-dualtower-{m.encoder}"
     model = create_model(
@@ -127,9 +133,22 @@ def build_model(config: ForecastRecipeConfig, data: ForecastData) -> DualTowerFo
         target_inputs=list(data.target_idx),  # the first features of x are the table's columns
         base=m.base,
         base_weight=m.base_weight,
+        members=members,
     )
     assert isinstance(model, DualTowerForecaster)
     return model
+
+
+def _ensemble(
+    config: ForecastRecipeConfig, data: ForecastData, models: list[DualTowerForecaster]
+) -> DualTowerForecaster:
+    """One model averaging these trained ones' quantiles (the model itself when alone)."""
+    if len(models) == 1:
+        return models[0]
+    joined = build_model(config, data, members=len(models))
+    for slot, model in zip(joined.members, models, strict=True):
+        slot.load_state_dict(model.state_dict())
+    return joined
 
 
 def _loss_fn(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -200,36 +219,51 @@ def train(
     from towerkit.core.trainer import Trainer
 
     started = time.perf_counter()
+    if config.ensemble < 1:
+        raise ConfigError(f"ensemble: expected >= 1, got {config.ensemble}")
     data = load_data(config.data, config.encoder, progress, base=config.model.base)
-    torch.manual_seed(config.trainer.seed)  # the initial weights follow the seed too
-    model = build_model(config, data)
     run_dir = start_run("forecast", config.recipe, config, root=runs_root)
-    trainer = Trainer(
-        model,
-        config.trainer,
-        WindowDataset(data.train),
-        loss_fn=_loss_fn,
-        run_dir=run_dir,
-        eval_fn=lambda m: _val_metrics(_unwrap(m), data),
-    )
-    cpu_started = time.process_time()
-    fit = trainer.fit()
-    cpu_seconds = time.process_time() - cpu_started  # wall time stretches on a shared machine
-    val = _val_metrics(model, data)
+    selected, kept, fits, epochs = [], [], [], []
+    cpu_seconds = refit_seconds = 0.0
+    for k in range(config.ensemble):
+        member = replace(config, trainer=replace(config.trainer, seed=config.trainer.seed + k))
+        member_dir = run_dir if k == 0 else run_dir / f"member-{k}"
+        torch.manual_seed(member.trainer.seed)  # the initial weights follow the seed too
+        model = build_model(member, data)
+        trainer = Trainer(
+            model,
+            member.trainer,
+            WindowDataset(data.train),
+            loss_fn=_loss_fn,
+            run_dir=member_dir,
+            eval_fn=lambda m: _val_metrics(_unwrap(m), data),
+        )
+        cpu_started = time.process_time()
+        fits.append(trainer.fit())
+        cpu_seconds += time.process_time() - cpu_started  # wall time stretches when shared
+        selected.append(model)
+        if config.refit:
+            refit_started = time.perf_counter()
+            best = fits[-1].best_step or fits[-1].global_step
+            model, refit_epochs = _refit(member, data, best, member_dir)
+            refit_seconds += time.perf_counter() - refit_started
+            epochs.append(refit_epochs)
+        kept.append(model)
+    val = _val_metrics(_ensemble(config, data, selected), data)
+    model = _ensemble(config, data, kept)
     metrics = {f"val_{k}": v for k, v in val.items()}
-    refit_seconds = 0.0
     if config.refit:
-        refit_started = time.perf_counter()
-        model, epochs = _refit(config, data, fit.best_step or fit.global_step, run_dir)
-        refit_seconds = time.perf_counter() - refit_started
-        metrics.update(refit_epochs=float(epochs), refit_seconds=refit_seconds)
+        metrics.update(refit_epochs=float(np.mean(epochs)), refit_seconds=refit_seconds)
+    best_steps = [f.best_step if f.best_step is not None else f.global_step for f in fits]
     metrics.update(
-        train_seconds=float(fit.train_seconds) + refit_seconds,  # the refit is training too
+        # the refit is training too
+        train_seconds=float(sum(f.train_seconds for f in fits)) + refit_seconds,
         train_cpu_seconds=float(cpu_seconds),
-        train_steps=float(fit.global_step),
-        best_step=float(fit.best_step if fit.best_step is not None else fit.global_step),
+        train_steps=float(sum(f.global_step for f in fits)),
+        best_step=float(np.mean(best_steps)),  # members' mean
         train_windows=float(len(data.train.arrays.pairs)),
         parameters=float(model.num_parameters()),
+        members=float(config.ensemble),
     )
     version = finish_run(
         run_dir,

@@ -47,6 +47,15 @@ def compute_theta(
 ) -> np.ndarray:
     """(N, H, T) raw Theta forecasts; the last known value where Theta has none; NaN where the
     target's history is unknown."""
+    return compute_method(panel, pairs, targets, horizon, "Theta")
+
+
+def compute_method(
+    panel: Panel, pairs: np.ndarray, targets: Sequence[int], horizon: int, method: str
+) -> np.ndarray:
+    """(N, H, T) raw forecasts of one statsforecast model (a name of
+    :func:`~towerkit.forecast.baselines.make_models`), each fitted on the history up to the
+    window's cutoff; the last known value where it has none; NaN where the history is unknown."""
     from statsforecast import StatsForecast
     from statsforecast.models import Naive
 
@@ -66,13 +75,13 @@ def compute_theta(
         }
     )
     engine = StatsForecast(
-        models=make_models(["Theta"], SEASON), freq="MS", n_jobs=1, fallback_model=Naive()
+        models=make_models([method], SEASON), freq="MS", n_jobs=1, fallback_model=Naive()
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # flat series' autocorrelation is 0 / 0
         found = pd.DataFrame(engine.forecast(df=frames, h=horizon))
     found = found.sort_values(["unique_id", "ds"])
-    values = found["Theta"].to_numpy(dtype=np.float64).reshape(len(histories), horizon)
+    values = found[method].to_numpy(dtype=np.float64).reshape(len(histories), horizon)
     last = np.array([h[-1] for h in histories])[:, None]
     values = np.where(np.isfinite(values), values, last)
     rows, cols = np.asarray(slots).T

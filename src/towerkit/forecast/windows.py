@@ -161,7 +161,8 @@ class WindowArrays:
     mean: np.ndarray  # (N, F)
     std: np.ndarray  # (N, F)
     scaling: Scaling = "log"
-    base: np.ndarray | None = None  # (N, H, T) scaled Theta forecast (``model.base: theta``)
+    # (N, H, T) scaled Theta forecast (``model.base: theta``), (N, H, T, C) comb and members
+    base: np.ndarray | None = None
 
 
 def scale_targets(values: np.ndarray, arrays: WindowArrays, targets: Sequence[int]) -> np.ndarray:
@@ -177,9 +178,14 @@ def unscale_targets(scaled: np.ndarray, arrays: WindowArrays, targets: Sequence[
 
 
 def attach_base(arrays: WindowArrays, theta: np.ndarray, targets: Sequence[int]) -> WindowArrays:
-    """Set ``arrays.base`` from (N, H, T) raw Theta forecasts; an unknown one (a missing
-    metric, NaN) becomes 0 like the unknown inputs and targets."""
-    scaled = scale_targets(theta, arrays, targets)
+    """Set ``arrays.base`` from (N, H, T) raw Theta forecasts, or (N, H, T, C) raw comb and
+    member forecasts (each channel scaled alike); an unknown one (a missing metric, NaN)
+    becomes 0 like the unknown inputs and targets."""
+    if theta.ndim == 4:
+        channels = [scale_targets(theta[..., k], arrays, targets) for k in range(theta.shape[-1])]
+        scaled = np.stack(channels, axis=-1)
+    else:
+        scaled = scale_targets(theta, arrays, targets)
     arrays.base = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     return arrays
 
