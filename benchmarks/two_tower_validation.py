@@ -181,7 +181,13 @@ def fit_variant(overrides: list[str], data: object) -> Fitted:
         trace.append(f"{got['auc']:.4f}/{got['recall@50']:.4f}")
         return got
 
-    loss = TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history)
+    loss = TwoTowerLoss(
+        art.query_tables,
+        art.candidate_tables,
+        config.loss,
+        prepared.train_history,
+        prepared.retrieval_history,
+    )
     callbacks = like_selection_callbacks(config, model, None)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(

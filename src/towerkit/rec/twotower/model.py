@@ -210,23 +210,29 @@ class TwoTowerModel(BaseModel):
         query: tuple[Tensor, ...],
         candidate: tuple[Tensor, ...],
         history: tuple[Tensor, ...] | None = None,
+        retrieval_history: tuple[Tensor, ...] | None = None,
     ) -> tuple[TowerOutput, TowerOutput]:
-        return self.encode_query(query, history), self.encode_candidate(candidate)
+        query_out = self.encode_query(query, history, retrieval_history=retrieval_history)
+        return query_out, self.encode_candidate(candidate)
 
     def encode_query(
         self,
         query: tuple[Tensor, ...],
         history: tuple[Tensor, ...] | None = None,
         like: bool = True,
+        retrieval_history: tuple[Tensor, ...] | None = None,
     ) -> TowerOutput:
         """The query tower's output; ``like=False``: retrieval only (with ``like_towers`` the
-        like tower is skipped, its fields are then the retrieval ones)."""
+        like tower is skipped, its fields are then the retrieval ones). ``retrieval_history``,
+        in training only: another history for the retrieval embedding (an older one, see
+        ``features.retrieval_lag_days``); default ``history``."""
         if self.config.history_len and history is None:
             raise ValueError("this model reads the user's history: pass (liked, passed, stats)")
         items = torch.stack([history[0], history[1]], dim=1) if history is not None else None
         extra = None
-        if history is not None and self.retrieval_history:
-            extra = self.history_vectors(history, self.candidate_tower.id_embedding)
+        retrieval_history = retrieval_history if retrieval_history is not None else history
+        if retrieval_history is not None and self.retrieval_history:
+            extra = self.history_vectors(retrieval_history, self.candidate_tower.id_embedding)
         out = self.query_tower.encode(*query, extra=extra)._replace(items=items)
         if self.like_query_tower is None or not like:
             return out
@@ -247,7 +253,7 @@ class TwoTowerModel(BaseModel):
     def history_vectors(
         self, history: tuple[Tensor, ...], table: nn.Embedding | None = None
     ) -> Tensor:
-        """(n, 2 * id_dim + 2) of ``history`` (liked, passed, stats): the mean id embedding (in
+        """(n, history_width) of ``history`` (liked, passed, stats): the mean id embedding (in
         ``table``, default the candidate tower's) of the liked and of the passed items, stats."""
         liked, passed, stats = history
         table = table if table is not None else self.candidate_tower.id_embedding

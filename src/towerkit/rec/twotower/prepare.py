@@ -28,6 +28,8 @@ from towerkit.rec.twotower.data import (
 from towerkit.rec.twotower.features import SideFeaturizer, TextEncoder
 from towerkit.rec.twotower.history import NEVER, HistoryTensors, history_as_of
 
+MICROSECONDS_A_DAY = 86_400 * 1_000_000  # EncodedInteractions.times are in microseconds
+
 
 @dataclass
 class FeatureConfig:
@@ -44,6 +46,10 @@ class FeatureConfig:
     history_len: int = 0
     # > 0: the history also carries the like rate of each user's last recent_swipes swipes
     recent_swipes: int = 0
+    # > 0: retrieval trains on each user's history as it stood this many days before the event
+    # (users are served with a history as of the last training data, weeks old by the time
+    # they swipe); the like path keeps the history as of the event
+    retrieval_lag_days: float = 0.0
 
     def __post_init__(self) -> None:
         if min(self.oov_buckets, self.id_oov_buckets, self.min_count) < 1:
@@ -52,6 +58,12 @@ class FeatureConfig:
             raise ConfigError(f"features: history_len: expected >= 0, got {self.history_len}")
         if self.recent_swipes < 0:
             raise ConfigError(f"features: recent_swipes: expected >= 0, got {self.recent_swipes}")
+        if self.retrieval_lag_days < 0:
+            raise ConfigError(
+                f"features: retrieval_lag_days: expected >= 0, got {self.retrieval_lag_days}"
+            )
+        if self.retrieval_lag_days and not self.history_len:
+            raise ConfigError("features: retrieval_lag_days lags the history: set history_len")
         if self.recent_swipes and not self.history_len:
             raise ConfigError("features: recent_swipes is part of the history: set history_len")
 
@@ -110,6 +122,8 @@ class PreparedData:
     history_len: int = 0
     recent_swipes: int = 0
     train_history: HistoryTensors | None = None  # per training event, as of its instant
+    # per training event, as of retrieval_lag_days before it (None: no lag)
+    retrieval_history: HistoryTensors | None = None
 
     @property
     def n_users(self) -> int:
@@ -248,6 +262,11 @@ def prepare_split(
         train = prepared.train
         assert train.times is not None
         prepared.train_history = prepared._history(train, train.user_rows, train.times)
+        if features.retrieval_lag_days:
+            lag = round(features.retrieval_lag_days * MICROSECONDS_A_DAY)
+            prepared.retrieval_history = prepared._history(
+                train, train.user_rows, train.times - lag
+            )
         artifacts.query_history = prepared.latest_history(train)
     return prepared
 

@@ -124,7 +124,13 @@ def refit(
         model,
         refit_trainer_config(config.trainer),
         InteractionDataset(prepared.train),
-        TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history),
+        TwoTowerLoss(
+            art.query_tables,
+            art.candidate_tables,
+            config.loss,
+            prepared.train_history,
+            prepared.retrieval_history,
+        ),
         refit_dir(run_dir),
         collate_fn=collate,
         callbacks=[StopAtSteps(model, chosen)],
@@ -154,6 +160,11 @@ def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel
                 f"model.{key} {getattr(model.config, key)} differs from features.{key} "
                 f"{getattr(config.features, key)}: set features.{key} only"
             )
+    if config.features.retrieval_lag_days and not model.retrieval_history:
+        raise TowerkitError(
+            "features.retrieval_lag_days lags the history retrieval reads, but this model's "
+            "retrieval reads none: set model.history_into=both"
+        )
     if model.attention is not None and model.config.attention_init == "svd":
         train = prepared.train
         ids = artifacts.candidate_tables.ids.numpy()[train.item_rows]
@@ -242,7 +253,11 @@ def train(
         config.trainer,
         InteractionDataset(prepared.train),
         TwoTowerLoss(
-            artifacts.query_tables, artifacts.candidate_tables, config.loss, prepared.train_history
+            artifacts.query_tables,
+            artifacts.candidate_tables,
+            config.loss,
+            prepared.train_history,
+            prepared.retrieval_history,
         ),
         run_dir,
         eval_fn=eval_on_val,

@@ -37,7 +37,8 @@ class TwoTowerLoss:
     """``loss(prepared_model, batch)`` for ``towerkit.core.trainer.Trainer``.
 
     The batch holds user rows, item rows, labels and event rows; features come from the tables,
-    and a history model's per-event histories (as of each event) from ``history``. Softmax rows
+    and a history model's per-event histories (as of each event) from ``history``, the retrieval
+    embedding's from ``retrieval_history`` where given (as of a lag before each event). Softmax rows
     are the batch's likes; BCE covers every row. Uniform extra negatives are drawn from the whole
     catalogue with the global torch RNG (restored on resume).
     """
@@ -48,9 +49,10 @@ class TwoTowerLoss:
         candidates: SideTensors,
         config: LossConfig,
         history: HistoryTensors | None = None,
+        retrieval_history: HistoryTensors | None = None,
     ) -> None:
         self.queries, self.candidates, self.config = queries, candidates, config
-        self.history = history
+        self.history, self.retrieval_history = history, retrieval_history
         self.n_items = len(candidates)
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> Tensor:
@@ -60,10 +62,13 @@ class TwoTowerLoss:
         candidate_rows = torch.cat([items, extra])
         query_in = _drop_ids(self.queries.take(users), config.id_dropout)
         candidate_in = _drop_ids(self.candidates.take(candidate_rows), config.id_dropout)
-        history = (
-            self.history.take(batch["event_rows"]).inputs() if self.history is not None else None
+        events = batch["event_rows"]
+        history = self.history.take(events).inputs() if self.history is not None else None
+        older = self.retrieval_history
+        retrieval_history = older.take(events).inputs() if older is not None else None
+        query_out, candidate_out = model(
+            query_in.inputs(), candidate_in.inputs(), history, retrieval_history
         )
-        query_out, candidate_out = model(query_in.inputs(), candidate_in.inputs(), history)
         query, candidates = query_out.embedding, candidate_out.embedding
         batch_size = users.shape[0]
         total = query.new_zeros(())
