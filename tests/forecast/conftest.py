@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from towerkit.forecast.client import read_repo_list
+from towerkit.forecast.dataset import Panel, build_table, read_panel, write_table
 from towerkit.forecast.parse import month_label
 
 START, MONTHS = 2019 * 12, 36
@@ -44,3 +46,10 @@ def write_corpus(root: Path, seed: int = 0) -> Path:
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "opendigger")
+
+
+@pytest.fixture()
+def panel(corpus: Path, tmp_path: Path) -> Panel:
+    """The synthetic corpus as a panel (months x repositories x metrics)."""
+    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
+    return read_panel(write_table(table, report, tmp_path / "t.parquet"))

@@ -15,20 +15,13 @@ from towerkit.core.errors import ConfigError
 from towerkit.core.model import create_model
 from towerkit.forecast import comb as comb_module
 from towerkit.forecast.baselines import forecast_cutoff
-from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.comb import comb_channels, member_forecasts
-from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.dataset import TARGETS, Panel
 from towerkit.forecast.model import COMB_MEMBERS, DualTowerForecaster
 from towerkit.forecast.theta import compute_method
 from towerkit.forecast.windows import attach_base, build_windows, unscale_targets, window_index
 
 HORIZON = 3
-
-
-@pytest.fixture()
-def panel(corpus: Path, tmp_path: Path) -> Panel:
-    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
-    return read_panel(write_table(table, report, tmp_path / "t.parquet"))
 
 
 def _changed(panel: Panel, months: slice) -> Panel:

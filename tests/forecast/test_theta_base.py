@@ -15,8 +15,7 @@ from towerkit.core.errors import ConfigError
 from towerkit.core.model import create_model
 from towerkit.forecast import theta as theta_module
 from towerkit.forecast.baselines import forecast_cutoff
-from towerkit.forecast.client import read_repo_list
-from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.dataset import TARGETS, Panel
 from towerkit.forecast.model import DualTowerForecaster
 from towerkit.forecast.theta import compute_theta, theta_forecasts
 from towerkit.forecast.windows import (
@@ -29,12 +28,6 @@ from towerkit.forecast.windows import (
 )
 
 HORIZON = 3
-
-
-@pytest.fixture()
-def panel(corpus: Path, tmp_path: Path) -> Panel:
-    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
-    return read_panel(write_table(table, report, tmp_path / "t.parquet"))
 
 
 def _changed(panel: Panel, months: slice) -> Panel:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from towerkit.core.errors import TowerkitError
-from towerkit.forecast.client import read_repo_list
-from towerkit.forecast.dataset import TARGETS, Panel, build_table, read_panel, write_table
+from towerkit.forecast.dataset import TARGETS, Panel
 from towerkit.forecast.windows import (
     Scaling,
     Splits,
@@ -22,12 +21,6 @@ from towerkit.forecast.windows import (
 )
 
 HORIZON = 3
-
-
-@pytest.fixture()
-def panel(corpus: Path, tmp_path: Path) -> Panel:
-    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
-    return read_panel(write_table(table, report, tmp_path / "t.parquet"))
 
 
 def test_no_target_month_crosses_the_next_cutoff(panel: Panel) -> None:

@@ -15,10 +15,8 @@ computes the windows it adds.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +25,9 @@ from rich.progress import Progress
 from towerkit.core.io import atomic_path
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.model import COMB_MEMBERS
-from towerkit.forecast.theta import SEASON, compute_method, theta_forecasts
+from towerkit.forecast.theta import compute_method, panel_fingerprint, theta_forecasts
 
 CHUNK = 1000  # windows per statsforecast batch and cache write
-
-
-def panel_fingerprint(panel: Panel, targets: Sequence[int], horizon: int, method: str) -> str:
-    """Hash of everything a member's forecast of any window depends on."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(panel.values[:, :, list(targets)]).tobytes())
-    digest.update(np.ascontiguousarray(panel.first).tobytes())
-    digest.update("\n".join(panel.repos).encode())
-    stamp = f"{method}(season_length={SEASON}) statsforecast {version('statsforecast')}"
-    digest.update(f"{panel.month0} {horizon} {stamp}".encode())
-    return digest.hexdigest()[:20]
 
 
 def member_forecasts(

@@ -89,16 +89,29 @@ def compute_method(
     return out
 
 
-def fingerprint(panel: Panel, pairs: np.ndarray, targets: Sequence[int], horizon: int) -> str:
-    """Hash of everything the forecasts depend on (the data, the windows, the method)."""
+def panel_fingerprint(
+    panel: Panel,
+    targets: Sequence[int],
+    horizon: int,
+    method: str,
+    pairs: np.ndarray | None = None,
+) -> str:
+    """Hash of everything ``method``'s forecasts depend on: the data, the method and, where
+    given, the windows (a cache per batch of windows; without, a cache keyed per window)."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(panel.values[:, :, list(targets)]).tobytes())
     digest.update(np.ascontiguousarray(panel.first).tobytes())
     digest.update("\n".join(panel.repos).encode())
-    digest.update(np.ascontiguousarray(pairs, dtype=np.int64).tobytes())
-    method = f"Theta(season_length={SEASON}) statsforecast {version('statsforecast')}"
-    digest.update(f"{panel.month0} {horizon} {method}".encode())
+    if pairs is not None:
+        digest.update(np.ascontiguousarray(pairs, dtype=np.int64).tobytes())
+    stamp = f"{method}(season_length={SEASON}) statsforecast {version('statsforecast')}"
+    digest.update(f"{panel.month0} {horizon} {stamp}".encode())
     return digest.hexdigest()[:20]
+
+
+def fingerprint(panel: Panel, pairs: np.ndarray, targets: Sequence[int], horizon: int) -> str:
+    """Hash of everything a batch of windows' Theta forecasts depend on."""
+    return panel_fingerprint(panel, targets, horizon, "Theta", pairs)
 
 
 def theta_forecasts(
