@@ -58,12 +58,6 @@ def test_item_lists_fill_the_recent_window() -> None:
     assert float(short.stats[0, 2]) == pytest.approx(smoothed(2, 3))  # the whole history
     long = from_item_lists([[1, 2, 3]], [[4]], history_len=2, prior=0.5, recent=2)
     assert float(long.stats[0, 2]) == pytest.approx(smoothed(1.5, 2))  # the history's rate
-    told = from_item_lists(
-        [[1, 2, 3], [5]], [[4], []], history_len=2, prior=0.5, recent=2, recent_likes=[0, 1]
-    )
-    np.testing.assert_allclose(told.stats[:, 2].numpy(), [smoothed(0, 2), smoothed(1, 1)])
-    with pytest.raises(ValueError, match="recent_likes"):
-        from_item_lists([[5]], [[]], history_len=2, prior=0.5, recent=2, recent_likes=[2])
 
 
 def test_recent_swipes_is_checked() -> None:

@@ -4,8 +4,8 @@ For every query (a user row and an instant) ``history_as_of`` takes the user's i
 strictly before that instant: the last ``history_len`` liked and passed items (as candidate id
 indices, most recent last, ``PAD`` on the left) and two numbers, log1p(count) / 5 and the like
 rate smoothed towards the training prior (with ``recent`` > 0 a third: the like rate of their
-last ``recent`` swipes, smoothed the same way: a user's mood drifts within a session). This is how a served model sees a user (everything
-they swiped before the request), so training examples use the same as-of view of the training
+last ``recent`` swipes, smoothed the same way: a user's mood drifts within a session). This is
+how a served model sees a user (everything they swiped before the request), so training examples use the same as-of view of the training
 log and held-out events the log up to their own instant; model weights never see the future.
 A newcomer with no history gets all padding and the prior: the static features carry them.
 """
@@ -64,15 +64,13 @@ def from_item_lists(
     history_len: int,
     prior: float,
     recent: int = 0,
-    recent_likes: list[int] | None = None,
 ) -> HistoryTensors:
     """Histories from explicit id-index lists (oldest first), e.g. the swipes a request carries;
     counts and rates use the whole lists, the item slots their last ``history_len`` entries.
 
     Two lists do not say how likes and passes interleave, so with ``recent`` > 0 the recent
-    window's likes come from ``recent_likes`` (per user: likes among their last
-    min(recent, swipes) swipes); without it the window is read as all of a short history or,
-    for a longer one, at the whole history's like rate."""
+    window is all of a short history and, for a longer one, read at the whole history's like
+    rate."""
     n = len(liked)
     out_liked = np.full((n, history_len), PAD, dtype=np.int64)
     out_passed = np.full((n, history_len), PAD, dtype=np.int64)
@@ -84,12 +82,7 @@ def from_item_lists(
     window = None
     if recent:
         swipes = np.minimum(n_total, recent)
-        window_likes = n_liked * swipes / np.maximum(n_total, 1.0)
-        if recent_likes is not None:
-            window_likes = np.asarray(recent_likes, dtype=np.float64)
-            if len(window_likes) != n or np.any((window_likes < 0) | (window_likes > swipes)):
-                raise ValueError("recent_likes: expected per user 0 <= likes <= recent swipes")
-        window = (window_likes, swipes)
+        window = (n_liked * swipes / np.maximum(n_total, 1.0), swipes)
     stats = history_stats(n_liked, n_total, prior, window)
     return HistoryTensors(
         torch.from_numpy(out_liked), torch.from_numpy(out_passed), torch.from_numpy(stats)
