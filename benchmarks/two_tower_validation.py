@@ -156,13 +156,13 @@ def fit_variant(overrides: list[str], data: object) -> Fitted:
     from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm_users
     from towerkit.rec.twotower.prepare import InteractionDataset, collate
     from towerkit.rec.twotower.recipe import (
+        build_loss,
         build_model,
         build_prepared,
         default_config_path,
         load_recipe,
     )
     from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
-    from towerkit.rec.twotower.training import TwoTowerLoss
 
     config = load_recipe(default_config_path("full"), overrides)
     config.trainer.tensorboard = False
@@ -181,13 +181,7 @@ def fit_variant(overrides: list[str], data: object) -> Fitted:
         trace.append(f"{got['auc']:.4f}/{got['recall@50']:.4f}")
         return got
 
-    loss = TwoTowerLoss(
-        art.query_tables,
-        art.candidate_tables,
-        config.loss,
-        prepared.train_history,
-        prepared.retrieval_history,
-    )
+    loss = build_loss(config, prepared)
     callbacks = like_selection_callbacks(config, model, None)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(

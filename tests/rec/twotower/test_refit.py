@@ -18,9 +18,15 @@ from towerkit.core.registry import ModelRegistry
 from towerkit.core.trainer import Trainer
 from towerkit.rec.twotower.data import InteractionData, SplitConfig, time_split
 from towerkit.rec.twotower.prepare import InteractionDataset, collate
-from towerkit.rec.twotower.recipe import build_model, build_prepared, evaluate, load_recipe, train
+from towerkit.rec.twotower.recipe import (
+    build_loss,
+    build_model,
+    build_prepared,
+    evaluate,
+    load_recipe,
+    train,
+)
 from towerkit.rec.twotower.refit import ChosenSteps, StopAtSteps, refit_trainer_config
-from towerkit.rec.twotower.training import TwoTowerLoss
 
 
 def test_chosen_steps_keep_their_place_in_the_schedule() -> None:
@@ -98,8 +104,7 @@ def test_stop_at_steps_keeps_each_path_of_its_own_step(
     )
     prepared = build_prepared(config, synthetic_data)
     model = build_model(config, prepared)
-    art = prepared.artifacts
-    loss = TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history)
+    loss = build_loss(config, prepared)
     recorder = Recorder(model)
     # the selection run had the same epochs here, so the steps carry over unchanged
     per_epoch = -(-len(prepared.train) // 64)

@@ -17,9 +17,8 @@ from towerkit.rec.twotower.data import InteractionData
 from towerkit.rec.twotower.history import from_item_lists
 from towerkit.rec.twotower.model import TowerSpec, TwoTowerConfig, TwoTowerModel
 from towerkit.rec.twotower.prepare import InteractionDataset, collate
-from towerkit.rec.twotower.recipe import build_model, build_prepared, load_recipe, train
+from towerkit.rec.twotower.recipe import build_loss, build_model, build_prepared, load_recipe, train
 from towerkit.rec.twotower.selection import SNAPSHOT_FILE, like_selection_callbacks
-from towerkit.rec.twotower.training import TwoTowerLoss
 
 LIKE_STAGE = (
     "trainer.stages=[{name: like, epochs: 3, lr: 0.01, trainable: ['like_*', 'attention.*', "
@@ -123,8 +122,7 @@ def test_like_selection_keeps_the_like_path_of_the_best_auc_evaluation(
         i = len(states) - 1
         return {"recall@10": recall[i], "auc": auc[i]}
 
-    art = prepared.artifacts
-    loss = TwoTowerLoss(art.query_tables, art.candidate_tables, config.loss, prepared.train_history)
+    loss = build_loss(config, prepared)
     callbacks = like_selection_callbacks(config, model, tmp_path)
     trainer = Trainer(
         model, config.trainer, InteractionDataset(prepared.train), loss, tmp_path,

@@ -119,23 +119,28 @@ def refit(
 
     prepared = build_prepared(config, data, merged=True)
     model = build_model(config, prepared)
-    art = prepared.artifacts
     trainer = Trainer(
         model,
         refit_trainer_config(config.trainer),
         InteractionDataset(prepared.train),
-        TwoTowerLoss(
-            art.query_tables,
-            art.candidate_tables,
-            config.loss,
-            prepared.train_history,
-            prepared.retrieval_history,
-        ),
+        build_loss(config, prepared),
         refit_dir(run_dir),
         collate_fn=collate,
         callbacks=[StopAtSteps(model, chosen)],
     )
     return model, prepared, trainer.fit()
+
+
+def build_loss(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerLoss:
+    """The training loss over ``prepared``'s feature tables and training histories."""
+    art = prepared.artifacts
+    return TwoTowerLoss(
+        art.query_tables,
+        art.candidate_tables,
+        config.loss,
+        prepared.train_history,
+        prepared.retrieval_history,
+    )
 
 
 def build_model(config: TwoTowerRecipe, prepared: PreparedData) -> TwoTowerModel:
@@ -252,13 +257,7 @@ def train(
         model,
         config.trainer,
         InteractionDataset(prepared.train),
-        TwoTowerLoss(
-            artifacts.query_tables,
-            artifacts.candidate_tables,
-            config.loss,
-            prepared.train_history,
-            prepared.retrieval_history,
-        ),
+        build_loss(config, prepared),
         run_dir,
         eval_fn=eval_on_val,
         collate_fn=collate,
