@@ -1,9 +1,13 @@
-"""A tiny OpenDigger-format corpus made by the tests: three repositories, 2019-01..2021-12."""
+"""A tiny OpenDigger-format corpus made by the tests (three repositories, 2019-01..2021-12), and
+the small models, recipes and data changes the forecast tests share."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,3 +57,70 @@ def panel(corpus: Path, tmp_path: Path) -> Panel:
     """The synthetic corpus as a panel (months x repositories x metrics)."""
     table, report = build_table(corpus, read_repo_list(corpus), progress=False)
     return read_panel(write_table(table, report, tmp_path / "t.parquet"))
+
+
+@pytest.fixture()
+def changed() -> Callable[[Panel, slice], Panel]:
+    """``changed(panel, months)``: the panel with those months' values changed (leakage checks)."""
+
+    def change(panel: Panel, months: slice) -> Panel:
+        values = panel.values.copy()
+        values[:, months] = values[:, months] * 7.0 + 1000.0
+        return dataclasses.replace(panel, values=values)
+
+    return change
+
+
+@pytest.fixture()
+def small_model() -> Callable[..., Any]:
+    """``small_model(**overrides)``: a small LSTM dual tower for the synthetic corpus' shapes."""
+    from towerkit.core.model import create_model
+    from towerkit.forecast.model import DualTowerForecaster
+
+    def build(**overrides: Any) -> DualTowerForecaster:
+        settings: dict[str, Any] = {
+            "n_inputs": 9,
+            "n_static": 12,
+            "lookback": 12,
+            "hidden": 16,
+            "use_text": False,
+            "target_inputs": [0, 1, 2, 3, 4, 5],
+            **overrides,
+        }
+        model = create_model("forecast-dualtower-lstm", **settings)
+        assert isinstance(model, DualTowerForecaster)
+        return model
+
+    return build
+
+
+@pytest.fixture()
+def small_recipe(corpus: Path, tmp_path: Path) -> Callable[..., Any]:
+    """``small_recipe(*overrides)``: a quick recipe on the synthetic corpus, Theta as the base,
+    2 epochs and a refit (later overrides win)."""
+    from towerkit.forecast.recipe import load_recipe
+
+    def load(*extra: str) -> Any:
+        return load_recipe(
+            None,
+            [
+                f"data.corpus={corpus}",
+                f"data.table={tmp_path / 't.parquet'}",
+                "data.lookback=12",
+                "data.min_history=6",
+                "data.n_val_cutoffs=3",
+                "data.n_test_cutoffs=4",
+                "data.scaling=mase",
+                "model.base=theta",
+                "model.use_text=false",
+                "model.hidden=8",
+                "model.fusion_hidden=16",
+                "trainer.batch_size=8",
+                "trainer.progress=false",
+                "trainer.stages=[{name: train, epochs: 2, lr: 0.002}]",
+                "refit=true",
+                *extra,
+            ],
+        )
+
+    return load

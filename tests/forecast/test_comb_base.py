@@ -3,8 +3,9 @@ cache (round trip, only new windows computed, keyed by the data), scaling and th
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,20 +25,16 @@ from towerkit.forecast.windows import attach_base, build_windows, unscale_target
 HORIZON = 3
 
 
-def _changed(panel: Panel, months: slice) -> Panel:
-    values = panel.values.copy()
-    values[:, months] = values[:, months] * 7.0 + 1000.0
-    return dataclasses.replace(panel, values=values)
-
-
-def test_every_channel_of_a_window_uses_only_months_up_to_its_cutoff(panel: Panel) -> None:
+def test_every_channel_of_a_window_uses_only_months_up_to_its_cutoff(
+    panel: Panel, changed: Callable[[Panel, slice], Panel]
+) -> None:
     targets = panel.target_indices(TARGETS)
     cutoff = 20
     pairs = window_index(panel, [cutoff], min_history=6, horizon=HORIZON)
     before = comb_channels(panel, pairs, targets, HORIZON)
-    after = comb_channels(_changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
+    after = comb_channels(changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
     np.testing.assert_array_equal(before, after)
-    moved = comb_channels(_changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
+    moved = comb_channels(changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
     for k in range(before.shape[-1]):  # the cutoff month itself moves every channel
         assert not np.allclose(np.nan_to_num(moved[..., k]), np.nan_to_num(before[..., k]))
 
@@ -68,7 +65,10 @@ def test_channels_are_the_median_then_the_members(panel: Panel) -> None:
 
 
 def test_member_cache_round_trip_and_only_new_windows_computed(
-    panel: Panel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    panel: Panel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    changed: Callable[[Panel, slice], Panel],
 ) -> None:
     targets = panel.target_indices(TARGETS)
     first = window_index(panel, [20], min_history=6, horizon=HORIZON)
@@ -92,7 +92,7 @@ def test_member_cache_round_trip_and_only_new_windows_computed(
     assert len(asked) == 1 and set(asked[0][:, 1]) == {22}  # only the new cutoff's windows
     np.testing.assert_array_equal(grown[both[:, 1] == 20], direct)
     asked.clear()
-    other = _changed(panel, slice(0, 3))  # other data, other key: computed afresh
+    other = changed(panel, slice(0, 3))  # other data, other key: computed afresh
     member_forecasts(other, first, targets, HORIZON, "AutoETS", tmp_path / "c")
     assert len(asked) == 1 and len(list((tmp_path / "c").glob("autoets-*.npz"))) == 2
 
@@ -111,24 +111,11 @@ def test_scaled_channels_round_trip(panel: Panel) -> None:
         np.testing.assert_allclose(back[known[..., k]], channels[..., k][known[..., k]], 1e-5, 1e-4)
 
 
-def _comb_model() -> DualTowerForecaster:
-    model = create_model(
-        "forecast-dualtower-lstm",
-        n_inputs=9,
-        n_static=12,
-        lookback=12,
-        hidden=16,
-        use_text=False,
-        target_inputs=[0, 1, 2, 3, 4, 5],
-        base="comb",
-    )
-    assert isinstance(model, DualTowerForecaster)
-    return model
-
-
-def test_comb_model_anchors_on_the_comb_and_reads_the_members() -> None:
+def test_comb_model_anchors_on_the_comb_and_reads_the_members(
+    small_model: Callable[..., DualTowerForecaster],
+) -> None:
     torch.manual_seed(0)
-    model = _comb_model().eval()
+    model = small_model(base="comb").eval()
     x, static, base = torch.randn(4, 12, 9), torch.randn(4, 12), torch.randn(4, 3, 6, 4)
     assert model.fusion[0].in_features == 16 + 12 + 2 * 3 * 6 * 4
     moved = base.clone()
@@ -146,29 +133,11 @@ def test_comb_model_anchors_on_the_comb_and_reads_the_members() -> None:
         create_model("forecast-dualtower-lstm", base="comb")
 
 
-def test_train_with_comb_base(corpus: Path, tmp_path: Path) -> None:
+def test_train_with_comb_base(tmp_path: Path, small_recipe: Callable[..., Any]) -> None:
     from towerkit.core.registry import ModelRegistry
-    from towerkit.forecast.recipe import load_recipe, train
+    from towerkit.forecast.recipe import train
 
-    config = load_recipe(
-        None,
-        [
-            f"data.corpus={corpus}",
-            f"data.table={tmp_path / 't.parquet'}",
-            "data.lookback=12",
-            "data.min_history=6",
-            "data.n_val_cutoffs=3",
-            "data.n_test_cutoffs=4",
-            "data.scaling=mase",
-            "model.base=comb",
-            "model.use_text=false",
-            "model.hidden=8",
-            "model.fusion_hidden=16",
-            "trainer.batch_size=8",
-            "trainer.progress=false",
-            "trainer.stages=[{name: train, epochs: 2, lr: 0.002}]",
-        ],
-    )
+    config = small_recipe("model.base=comb", "refit=false")
     result = train(config, registry=ModelRegistry(tmp_path / "r.db"), runs_root=tmp_path)
     base = result.data.train.arrays.base
     assert base is not None and base.shape == (*result.data.train.arrays.y.shape, 4)

@@ -3,8 +3,9 @@ round trip, the cache, the model's anchor and config validation."""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,21 +31,17 @@ from towerkit.forecast.windows import (
 HORIZON = 3
 
 
-def _changed(panel: Panel, months: slice) -> Panel:
-    values = panel.values.copy()
-    values[:, months] = values[:, months] * 7.0 + 1000.0
-    return dataclasses.replace(panel, values=values)
-
-
-def test_a_windows_base_never_sees_months_after_its_cutoff(panel: Panel) -> None:
+def test_a_windows_base_never_sees_months_after_its_cutoff(
+    panel: Panel, changed: Callable[[Panel, slice], Panel]
+) -> None:
     targets = panel.target_indices(TARGETS)
     cutoff = 20
     pairs = window_index(panel, [cutoff], min_history=6, horizon=HORIZON)
     before = compute_theta(panel, pairs, targets, HORIZON)
-    after = compute_theta(_changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
+    after = compute_theta(changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
     np.testing.assert_array_equal(before, after)
     # the same change reaching the cutoff month does move the base: the check has teeth
-    moved = compute_theta(_changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
+    moved = compute_theta(changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
     assert not np.allclose(np.nan_to_num(moved), np.nan_to_num(before))
 
 
@@ -87,7 +84,10 @@ def test_scaled_base_round_trip(panel: Panel, scaling: Scaling) -> None:
 
 
 def test_cache_is_read_back_and_keyed_by_the_data(
-    panel: Panel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    panel: Panel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    changed: Callable[[Panel, slice], Panel],
 ) -> None:
     targets = panel.target_indices(TARGETS)
     pairs = window_index(panel, [20], min_history=6, horizon=HORIZON)
@@ -102,29 +102,15 @@ def test_cache_is_read_back_and_keyed_by_the_data(
         theta_forecasts(panel, pairs, targets, HORIZON, tmp_path / "theta"), first
     )
     with pytest.raises(AssertionError, match="computed again"):  # other data, other key
-        theta_forecasts(_changed(panel, slice(0, 3)), pairs, targets, HORIZON, tmp_path / "theta")
-
-
-def _theta_model(weight: float = 1.0) -> DualTowerForecaster:
-    model = create_model(
-        "forecast-dualtower-lstm",
-        n_inputs=9,
-        n_static=12,
-        lookback=12,
-        hidden=16,
-        use_text=False,
-        target_inputs=[0, 1, 2, 3, 4, 5],
-        base="theta",
-        base_weight=weight,
-    )
-    assert isinstance(model, DualTowerForecaster)
-    return model
+        theta_forecasts(changed(panel, slice(0, 3)), pairs, targets, HORIZON, tmp_path / "theta")
 
 
 @pytest.mark.parametrize("weight", [1.0, 0.3])
-def test_median_is_the_base_when_the_offset_is_zero(weight: float) -> None:
+def test_median_is_the_base_when_the_offset_is_zero(
+    weight: float, small_model: Callable[..., DualTowerForecaster]
+) -> None:
     torch.manual_seed(0)
-    model = _theta_model(weight).eval()
+    model = small_model(base="theta", base_weight=weight).eval()
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
@@ -138,9 +124,11 @@ def test_median_is_the_base_when_the_offset_is_zero(weight: float) -> None:
         model(x, static)
 
 
-def test_the_base_is_an_input_of_the_fusion() -> None:
+def test_the_base_is_an_input_of_the_fusion(
+    small_model: Callable[..., DualTowerForecaster],
+) -> None:
     torch.manual_seed(0)
-    model = _theta_model().eval()
+    model = small_model(base="theta").eval()
     x, static, base = torch.randn(2, 12, 9), torch.randn(2, 12), torch.randn(2, 3, 6)
     offset = model(x, static, None, base)[..., 1] - base
     other = model(x, static, None, base + 1.0)[..., 1] - (base + 1.0)
@@ -160,30 +148,11 @@ def test_unknown_base_is_a_one_line_error(tmp_path: Path) -> None:
         create_model("forecast-dualtower-lstm", target_inputs=[0], base="theta", base_weight=2.0)
 
 
-def test_train_with_theta_base_and_refit(corpus: Path, tmp_path: Path) -> None:
+def test_train_with_theta_base_and_refit(tmp_path: Path, small_recipe: Callable[..., Any]) -> None:
     from towerkit.core.registry import ModelRegistry
-    from towerkit.forecast.recipe import load_recipe, train
+    from towerkit.forecast.recipe import train
 
-    config = load_recipe(
-        None,
-        [
-            f"data.corpus={corpus}",
-            f"data.table={tmp_path / 't.parquet'}",
-            "data.lookback=12",
-            "data.min_history=6",
-            "data.n_val_cutoffs=3",
-            "data.n_test_cutoffs=4",
-            "data.scaling=mase",
-            "model.base=theta",
-            "model.use_text=false",
-            "model.hidden=8",
-            "model.fusion_hidden=16",
-            "trainer.batch_size=8",
-            "trainer.progress=false",
-            "trainer.stages=[{name: train, epochs: 3, lr: 0.002}]",
-            "refit=true",
-        ],
-    )
+    config = small_recipe("trainer.stages=[{name: train, epochs: 3, lr: 0.002}]")
     result = train(config, registry=ModelRegistry(tmp_path / "r.db"), runs_root=tmp_path)
     data = result.data
     assert data.train.arrays.base is not None and data.val.arrays.base is not None
