@@ -83,6 +83,27 @@ class ForecastRecipeConfig:
     # refitted) on its own; the registered model averages their quantiles
     ensemble: int = 1
 
+    def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise ConfigError(f"ensemble: expected >= 1, got {self.ensemble}")
+
+
+@dataclass
+class MemberFit:
+    """One member of a (seed) ensemble: the model selected on validation, the one kept (the
+    refitted one with ``refit``), its fit and what it cost."""
+
+    selected: DualTowerForecaster
+    kept: DualTowerForecaster
+    fit: Any  # towerkit.core.trainer.TrainResult
+    cpu_seconds: float
+    refit_seconds: float = 0.0
+    refit_epochs: int = 0
+
+    @property
+    def best_step(self) -> int:
+        return int(self.fit.best_step if self.fit.best_step is not None else self.fit.global_step)
+
 
 @dataclass
 class TrainResult:
@@ -205,6 +226,35 @@ def _refit(
     return model, epochs
 
 
+def _train_member(
+    config: ForecastRecipeConfig, data: ForecastData, k: int, run_dir: Path
+) -> MemberFit:
+    """Member ``k`` of the ensemble (seed trainer.seed + k): selected on the validation
+    windows, then refitted with ``refit``; member 0 writes to ``run_dir`` itself."""
+    from towerkit.core.trainer import Trainer
+
+    member = replace(config, trainer=replace(config.trainer, seed=config.trainer.seed + k))
+    member_dir = run_dir if k == 0 else run_dir / f"member-{k}"
+    torch.manual_seed(member.trainer.seed)  # the initial weights follow the seed too
+    model = build_model(member, data)
+    trainer = Trainer(
+        model,
+        member.trainer,
+        WindowDataset(data.train),
+        loss_fn=_loss_fn,
+        run_dir=member_dir,
+        eval_fn=lambda m: _val_metrics(_unwrap(m), data),
+    )
+    cpu_started = time.process_time()
+    fit = trainer.fit()
+    out = MemberFit(model, model, fit, time.process_time() - cpu_started)
+    if config.refit:
+        refit_started = time.perf_counter()
+        out.kept, out.refit_epochs = _refit(member, data, out.best_step, member_dir)
+        out.refit_seconds = time.perf_counter() - refit_started
+    return out
+
+
 def registry_name(config: ForecastRecipeConfig) -> str:
     return REGISTRY_NAME if config.model.use_text else REGISTRY_NAME + "-notext"
 
@@ -216,51 +266,23 @@ def train(
     runs_root: Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    from towerkit.core.trainer import Trainer
-
     started = time.perf_counter()
-    if config.ensemble < 1:
-        raise ConfigError(f"ensemble: expected >= 1, got {config.ensemble}")
     data = load_data(config.data, config.encoder, progress, base=config.model.base)
     run_dir = start_run("forecast", config.recipe, config, root=runs_root)
-    selected, kept, fits, epochs = [], [], [], []
-    cpu_seconds = refit_seconds = 0.0
-    for k in range(config.ensemble):
-        member = replace(config, trainer=replace(config.trainer, seed=config.trainer.seed + k))
-        member_dir = run_dir if k == 0 else run_dir / f"member-{k}"
-        torch.manual_seed(member.trainer.seed)  # the initial weights follow the seed too
-        model = build_model(member, data)
-        trainer = Trainer(
-            model,
-            member.trainer,
-            WindowDataset(data.train),
-            loss_fn=_loss_fn,
-            run_dir=member_dir,
-            eval_fn=lambda m: _val_metrics(_unwrap(m), data),
-        )
-        cpu_started = time.process_time()
-        fits.append(trainer.fit())
-        cpu_seconds += time.process_time() - cpu_started  # wall time stretches when shared
-        selected.append(model)
-        if config.refit:
-            refit_started = time.perf_counter()
-            best = fits[-1].best_step or fits[-1].global_step
-            model, refit_epochs = _refit(member, data, best, member_dir)
-            refit_seconds += time.perf_counter() - refit_started
-            epochs.append(refit_epochs)
-        kept.append(model)
-    val = _val_metrics(_ensemble(config, data, selected), data)
-    model = _ensemble(config, data, kept)
+    fits = [_train_member(config, data, k, run_dir) for k in range(config.ensemble)]
+    val = _val_metrics(_ensemble(config, data, [f.selected for f in fits]), data)
+    model = _ensemble(config, data, [f.kept for f in fits])
     metrics = {f"val_{k}": v for k, v in val.items()}
+    refit_seconds = sum(f.refit_seconds for f in fits)
     if config.refit:
-        metrics.update(refit_epochs=float(np.mean(epochs)), refit_seconds=refit_seconds)
-    best_steps = [f.best_step if f.best_step is not None else f.global_step for f in fits]
+        epochs = np.mean([f.refit_epochs for f in fits])
+        metrics.update(refit_epochs=float(epochs), refit_seconds=refit_seconds)
     metrics.update(
         # the refit is training too
-        train_seconds=float(sum(f.train_seconds for f in fits)) + refit_seconds,
-        train_cpu_seconds=float(cpu_seconds),
-        train_steps=float(sum(f.global_step for f in fits)),
-        best_step=float(np.mean(best_steps)),  # members' mean
+        train_seconds=float(sum(f.fit.train_seconds for f in fits)) + refit_seconds,
+        train_cpu_seconds=float(sum(f.cpu_seconds for f in fits)),  # wall time stretches
+        train_steps=float(sum(f.fit.global_step for f in fits)),
+        best_step=float(np.mean([f.best_step for f in fits])),  # members' mean
         train_windows=float(len(data.train.arrays.pairs)),
         parameters=float(model.num_parameters()),
         members=float(config.ensemble),
