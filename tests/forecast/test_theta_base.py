@@ -3,6 +3,7 @@ round trip, the cache, the model's anchor and config validation."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,39 @@ def test_a_windows_base_never_sees_months_after_its_cutoff(
     # the same change reaching the cutoff month does move the base: the check has teeth
     moved = compute_theta(changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
     assert not np.allclose(np.nan_to_num(moved), np.nan_to_num(before))
+
+
+def test_worker_processes_do_not_change_the_forecasts(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from towerkit.forecast import baselines
+
+    targets = panel.target_indices(TARGETS)
+    pairs = window_index(panel, [18, 24], min_history=6, horizon=HORIZON)
+    monkeypatch.setenv(baselines.JOBS_VARIABLE, "1")
+    alone = theta_module.compute_method(panel, pairs, targets, HORIZON, "AutoETS")
+    monkeypatch.setenv(baselines.JOBS_VARIABLE, "2")
+    monkeypatch.setattr(baselines, "MIN_SERIES_PER_JOB", 1)  # the synthetic panel is small
+    assert baselines.forecast_jobs(len(pairs) * len(targets)) == 2
+    np.testing.assert_array_equal(
+        theta_module.compute_method(panel, pairs, targets, HORIZON, "AutoETS"), alone
+    )
+
+
+def test_worker_processes_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from towerkit.core.errors import TowerkitError
+    from towerkit.forecast.baselines import JOBS_VARIABLE, MIN_SERIES_PER_JOB, forecast_jobs
+
+    monkeypatch.delenv(JOBS_VARIABLE, raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert forecast_jobs(10**6) == cpus  # by default every CPU this process may use
+    assert forecast_jobs(MIN_SERIES_PER_JOB - 1) == 1  # a small batch stays in process
+    monkeypatch.setenv(JOBS_VARIABLE, "3")
+    assert forecast_jobs(10**6) == 3 and forecast_jobs(2 * MIN_SERIES_PER_JOB) == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(JOBS_VARIABLE, bad)
+        with pytest.raises(TowerkitError, match=f"{JOBS_VARIABLE}: expected a whole number"):
+            forecast_jobs(10**6)
 
 
 def test_shapes_missing_metric_and_the_baselines_forecast(panel: Panel) -> None:
@@ -159,6 +193,8 @@ def test_train_with_theta_base_and_refit(tmp_path: Path, small_recipe: Callable[
     assert (tmp_path / "t.parquet").parent.joinpath("theta").is_dir()  # the cache
     steps = result.metrics["best_step"]
     assert 1 <= result.metrics["refit_epochs"] <= 3 and steps > 0
+    # building the windows and their Theta base is timed apart from the network's training
+    assert 0 < result.metrics["prepare_seconds"] < result.seconds
     # the refit windows' targets all end by the first test cutoff
     assert data.val.arrays.pairs[:, 1].max() + config.data.horizon <= data.splits.test[0]
     assert (result.run_dir / "refit").is_dir()

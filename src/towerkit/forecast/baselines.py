@@ -17,6 +17,8 @@ import pandas as pd
 from towerkit.core.errors import TowerkitError
 
 BASELINES = ("Naive", "SeasonalNaive", "AutoETS", "AutoARIMA", "Theta")
+JOBS_VARIABLE = "TOWERKIT_FORECAST_JOBS"
+MIN_SERIES_PER_JOB = 500  # below this a worker process costs more than its share of the fits
 
 
 def make_models(names: Sequence[str], season: int = 12) -> list[object]:
@@ -55,7 +57,10 @@ def forecast_cutoff(
     df = pd.concat(frames, ignore_index=True)
     # a model that fails on a series (too short, degenerate) falls back to Naive for it
     engine = StatsForecast(
-        models=make_models(names), freq="MS", n_jobs=_jobs(), fallback_model=Naive()
+        models=make_models(names),
+        freq="MS",
+        n_jobs=forecast_jobs(len(histories)),
+        fallback_model=Naive(),
     )
     started = time.perf_counter()
     out = pd.DataFrame(engine.forecast(df=df, h=horizon, level=[80])).sort_values(
@@ -70,5 +75,15 @@ def forecast_cutoff(
     return result, seconds
 
 
-def _jobs() -> int:
-    return int(os.environ.get("TOWERKIT_FORECAST_JOBS", "1"))
+def forecast_jobs(n_series: int) -> int:
+    """Worker processes for a statsforecast batch of ``n_series`` series: TOWERKIT_FORECAST_JOBS,
+    by default every CPU this process may use, and one for a small batch. The forecasts do not
+    depend on it (each series is fitted on its own)."""
+    raw = os.environ.get(JOBS_VARIABLE)
+    if raw is None:
+        jobs = len(os.sched_getaffinity(0))
+    elif raw.isdigit() and int(raw) >= 1:
+        jobs = int(raw)
+    else:
+        raise TowerkitError(f"{JOBS_VARIABLE}: expected a whole number >= 1, got {raw!r}")
+    return max(1, min(jobs, n_series // MIN_SERIES_PER_JOB))

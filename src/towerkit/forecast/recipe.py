@@ -268,6 +268,8 @@ def train(
 ) -> TrainResult:
     started = time.perf_counter()
     data = load_data(config.data, config.encoder, progress, base=config.model.base)
+    # the table, the base's statsforecast fits and the text embeddings, where not cached yet
+    prepare_seconds = time.perf_counter() - started
     run_dir = start_run("forecast", config.recipe, config, root=runs_root)
     fits = [_train_member(config, data, k, run_dir) for k in range(config.ensemble)]
     val = _val_metrics(_ensemble(config, data, [f.selected for f in fits]), data)
@@ -280,6 +282,7 @@ def train(
     metrics.update(
         # the refit is training too
         train_seconds=float(sum(f.fit.train_seconds for f in fits)) + refit_seconds,
+        prepare_seconds=prepare_seconds,
         train_cpu_seconds=float(sum(f.cpu_seconds for f in fits)),  # wall time stretches
         train_steps=float(sum(f.fit.global_step for f in fits)),
         best_step=float(np.mean([f.best_step for f in fits])),  # members' mean

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from towerkit.core.io import atomic_path
-from towerkit.forecast.baselines import make_models
+from towerkit.forecast.baselines import forecast_jobs, make_models
 from towerkit.forecast.dataset import Panel
 
 SEASON = 12
@@ -75,7 +75,10 @@ def compute_method(
         }
     )
     engine = StatsForecast(
-        models=make_models([method], SEASON), freq="MS", n_jobs=1, fallback_model=Naive()
+        models=make_models([method], SEASON),
+        freq="MS",
+        n_jobs=forecast_jobs(len(histories)),
+        fallback_model=Naive(),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # flat series' autocorrelation is 0 / 0
