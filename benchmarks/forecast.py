@@ -208,7 +208,7 @@ def main() -> None:
         + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
         + f". Per-target MASE and plots: `{out.relative_to(ROOT)}/`.",
     ]
-    markdown = "\n".join(lines) + "\n"
+    markdown = "\n".join(lines) + "\n\n"  # a blank line before the next section
     write_json_atomic(
         runs / "forecast-results.json",
         {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,9 +64,10 @@ def forecast_cutoff(
         fallback_model=Naive(),
     )
     started = time.perf_counter()
-    out = pd.DataFrame(engine.forecast(df=df, h=horizon, level=[80])).sort_values(
-        ["unique_id", "ds"]
-    )
+    with warnings.catch_warnings():  # worker processes start inside, with this filter
+        warnings.simplefilter("ignore", RuntimeWarning)  # ETS's 0 / 0 on flat series
+        found = engine.forecast(df=df, h=horizon, level=[80])
+    out = pd.DataFrame(found).sort_values(["unique_id", "ds"])
     seconds = time.perf_counter() - started
     result = {}
     for name in names:
