@@ -118,6 +118,38 @@ def test_a_new_user_with_swipes_gets_their_history_read_and_excluded(
     assert_same_ranking(got, brute_force(bundle, query, 8, {*liked, *passed}))
 
 
+def test_each_item_carries_the_like_probability_evaluation_scores(
+    client: TestClient, bundle: TwoTowerBundle
+) -> None:
+    from towerkit.rec.twotower.evaluation import model_scorer
+
+    user = next(u for u in bundle.features.query_keys if len(bundle.seen_items(u)) >= 10)
+    items = client.post("/recommend", json={"user_id": user, "k": 20}).json()["items"]
+    rows = np.array([bundle.features.candidate_row(i["item_id"]) for i in items])
+    logits = model_scorer(bundle.model, bundle.features).pair_scores(
+        np.full(len(rows), bundle.features.query_row(user)), rows
+    )
+    got = np.array([i["like_probability"] for i in items])
+    np.testing.assert_allclose(got, 1.0 / (1.0 + np.exp(-logits)), rtol=0, atol=1e-5)
+    assert len(set(np.round(got, 6))) > 1  # not a constant
+
+
+def test_rank_by_like_reranks_the_retrieval_pool(
+    client: TestClient, bundle: TwoTowerBundle
+) -> None:
+    user = next(u for u in bundle.features.query_keys if len(bundle.seen_items(u)) >= 10)
+    body = {"user_id": user, "k": 30}
+    pool = client.post("/recommend", json=body).json()["items"]
+    ranked = client.post("/recommend", json={**body, "k": 8, "rank_by": "like", "pool": 30})
+    items = ranked.json()["items"]
+    by_like = sorted(pool, key=lambda i: -i["like_probability"])[:8]
+    assert [i["item_id"] for i in items] == [i["item_id"] for i in by_like]
+    probabilities = [i["like_probability"] for i in items]
+    assert probabilities == sorted(probabilities, reverse=True)
+    # the best by like are not simply the best by retrieval
+    assert [i["item_id"] for i in items] != [i["item_id"] for i in pool[:8]]
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_index_serves_and_fills_k_past_what_it_finds(
     tiny_models: TinyModels, bundle: TwoTowerBundle, kind: str
@@ -149,6 +181,12 @@ def test_approximate_index_serves_and_fills_k_past_what_it_finds(
         ({"features": {"agee": 3}}, 422, "features: unknown key 'agee'"),
         ({"user_id": "1", "liked": ["1"]}, 422, "body: liked / passed describe a user afresh"),
         ({"features": {}, "liked": ["nope"]}, 422, "liked: item 'nope' is not in the model's"),
+        (
+            {"user_id": "1", "rank_by": "popularity"},
+            422,
+            "body.rank_by: Input should be 'retrieval' or 'like'",
+        ),
+        ({"user_id": "1", "pool": 0}, 422, "body.pool: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_requests_get_4xx_with_a_reason(

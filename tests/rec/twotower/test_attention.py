@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from towerkit.core.errors import ConfigError
+from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.rec.twotower.attention import HistoryAttention, item_factors
 from towerkit.rec.twotower.data import InteractionData, SplitConfig
 from towerkit.rec.twotower.history import PAD, from_item_lists
@@ -185,3 +185,22 @@ def test_an_attention_model_trains_serves_and_exports(
     features = {"age": 30, "gender": "F", "occupation": "job1"}
     vector = bundle.query_embedding_from_features(features, liked=items[:3], passed=items[3:4])
     assert vector.shape == (bundle.dim,)
+    # the served like probability is the like logit evaluation scores, through a sigmoid
+    from towerkit.rec.twotower.evaluation import model_scorer
+
+    user = bundle.features.query_keys[0]
+    rows = np.arange(12)
+    logits = model_scorer(bundle.model, bundle.features).pair_scores(
+        np.full(len(rows), bundle.features.query_row(user)), rows
+    )
+    served = bundle.like_probabilities(bundle.query_outputs([user]), [items[r] for r in rows])
+    np.testing.assert_allclose(served, 1.0 / (1.0 + np.exp(-logits)), rtol=0, atol=1e-6)
+    # a described user's swipes reach the attention term: another passed item, other odds
+    swiped = bundle.query_output_from_features(features, liked=items[:3], passed=items[3:4])
+    other = bundle.query_output_from_features(features, liked=items[:3], passed=items[4:5])
+    assert not np.allclose(
+        bundle.like_probabilities(swiped, items[5:15]),
+        bundle.like_probabilities(other, items[5:15]),
+    )
+    with pytest.raises(TowerkitError, match="item_ids: item 'nope' is not in the model's"):
+        bundle.like_probabilities(swiped, ["nope"])

@@ -7,7 +7,7 @@ an unknown feature key), 404 for a user id the model has never seen.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from towerkit.core.errors import TowerkitError
-from towerkit.rec.serving.service import MAX_K, RecService, UnknownUserError
+from towerkit.rec.serving.service import DEFAULT_POOL, MAX_K, RecService, UnknownUserError
 
 
 class RecommendRequest(BaseModel):
@@ -37,6 +37,12 @@ class RecommendRequest(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = Field(True, description="leave out what user_id already swiped on")
     exclude: list[str | int] = Field(default_factory=list, description="more ids to leave out")
+    rank_by: Literal["retrieval", "like"] = Field(
+        "retrieval",
+        description="retrieval: by cosine; like: the top `pool` by cosine re-ranked by like "
+        "probability",
+    )
+    pool: int = Field(DEFAULT_POOL, ge=1, le=MAX_K, description="with rank_by=like")
 
     @model_validator(mode="after")
     def _user_or_features(self) -> RecommendRequest:
@@ -51,7 +57,8 @@ class RecommendRequest(BaseModel):
 
 class Recommendation(BaseModel):
     item_id: str
-    score: float
+    score: float  # cosine of the query and candidate embeddings (retrieval)
+    like_probability: float  # the model's probability that the user likes the item
 
 
 class RecommendResponse(BaseModel):
@@ -100,11 +107,18 @@ def create_app(service: RecService) -> FastAPI:
             exclude=[str(item) for item in body.exclude],
             liked=[str(item) for item in body.liked],
             passed=[str(item) for item in body.passed],
+            rank_by=body.rank_by,
+            pool=body.pool,
         )
         return RecommendResponse(
             model=served.bundle.label,
             version=served.version,
-            items=[Recommendation(item_id=item, score=score) for item, score in items],
+            items=[
+                Recommendation(
+                    item_id=r.item_id, score=r.score, like_probability=r.like_probability
+                )
+                for r in items
+            ],
         )
 
     @app.post("/reload")

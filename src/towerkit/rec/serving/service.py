@@ -1,6 +1,10 @@
 """What ``towerkit rec serve`` serves, without the HTTP: the model version a registry reference
 names now, its candidate index, and top-k with already-seen candidates left out.
 
+Every recommended item carries the model's like probability (the like-vs-pass logit the AUC is
+measured on, through a sigmoid). ``rank_by="like"`` is the usual second stage: retrieval fetches
+a ``pool`` of candidates and they are re-ranked by that probability.
+
 ``RecService.reload()`` resolves the reference again (an alias moved by ``towerkit registry
 rollback`` is picked up) and swaps model and index in one assignment, so requests running
 meanwhile finish on the old pair and later ones see the new pair.
@@ -21,14 +25,24 @@ from towerkit.core.errors import TowerkitError
 from towerkit.core.registry import ModelRegistry
 from towerkit.rec.serving.index import INDEX_KINDS, CandidateIndex, normalize
 from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
+from towerkit.rec.twotower.towers import TowerOutput
 
 DEFAULT_REF = "rec-two-tower@production"
 MAX_K = 1000
+RANKINGS = ("retrieval", "like")
+DEFAULT_POOL = 100  # candidates retrieval hands to the like re-ranking
 TUNING_USERS = 2000  # query embeddings of up to this many known users tune IVF / HNSW
 
 
 class UnknownUserError(TowerkitError):
     """A user id the model has never seen (describe the user with features instead)."""
+
+
+@dataclass(frozen=True)
+class Recommended:
+    item_id: str
+    score: float  # retrieval: cosine of the query and candidate embeddings
+    like_probability: float
 
 
 @dataclass(frozen=True)
@@ -118,35 +132,51 @@ class RecService:
         exclude: Iterable[str] = (),
         liked: Sequence[str] = (),
         passed: Sequence[str] = (),
-    ) -> tuple[Served, list[tuple[str, float]]]:
-        """Top ``k`` (item id, score), best first, without ``exclude`` and (``exclude_seen``)
-        the items the user already interacted with: a known user's training interactions and
-        the ``liked`` / ``passed`` ids a request with ``features`` carries (a history model
-        also reads those as the user's history)."""
+        rank_by: str = "retrieval",
+        pool: int = DEFAULT_POOL,
+    ) -> tuple[Served, list[Recommended]]:
+        """Top ``k``, best first, without ``exclude`` and (``exclude_seen``) the items the user
+        already interacted with: a known user's training interactions and the ``liked`` /
+        ``passed`` ids a request with ``features`` carries (a history model also reads those as
+        the user's history). ``rank_by="like"``: the best ``k`` by like probability among the
+        top ``max(k, pool)`` by retrieval."""
         served = self.served  # one read: a reload meanwhile does not mix two versions
         if not 1 <= k <= MAX_K:
             raise TowerkitError(f"k={k}: expected 1 <= k <= {MAX_K}")
-        query = _query_embedding(served.bundle, user_id, features, liked, passed)
+        if rank_by not in RANKINGS:
+            raise TowerkitError(f"rank_by={rank_by!r}: expected one of {', '.join(RANKINGS)}")
+        if not 1 <= pool <= MAX_K:
+            raise TowerkitError(f"pool={pool}: expected 1 <= pool <= {MAX_K}")
+        query = _query_output(served.bundle, user_id, features, liked, passed)
         excluded = {str(item) for item in exclude}
         if exclude_seen:
             excluded |= set(liked) | set(passed)
         if exclude_seen and user_id is not None:
             excluded |= served.bundle.seen_items(user_id)
-        return served, top_k_excluding(served, query, k, excluded)
+        fetch = max(k, pool) if rank_by == "like" else k
+        found = top_k_excluding(served, query.embedding.numpy(), fetch, excluded)
+        probabilities = served.bundle.like_probabilities(query, [item for item, _ in found])
+        out = [
+            Recommended(item, score, float(p))
+            for (item, score), p in zip(found, probabilities, strict=True)
+        ]
+        if rank_by == "like":
+            out.sort(key=lambda r: -r.like_probability)  # stable: ties keep retrieval order
+        return served, out[:k]
 
 
-def _query_embedding(
+def _query_output(
     bundle: TwoTowerBundle,
     user_id: str | None,
     features: Mapping[str, Any] | None,
     liked: Sequence[str] = (),
     passed: Sequence[str] = (),
-) -> np.ndarray:
+) -> TowerOutput:
     if features is not None:
         given = dict(features)
         if user_id is not None:
             given[bundle.features.query.id_column] = user_id
-        return bundle.query_embedding_from_features(given, liked, passed)[None, :]
+        return bundle.query_output_from_features(given, liked, passed)
     if liked or passed:
         raise TowerkitError("liked / passed describe a user afresh: give features too")
     if user_id is None:
@@ -156,7 +186,7 @@ def _query_embedding(
             f"user_id {user_id!r} is not one of the model's {len(bundle.features.query_keys)} "
             "users; describe the user with features instead"
         )
-    return bundle.query_embeddings([user_id])
+    return bundle.query_outputs([user_id])
 
 
 def top_k_excluding(

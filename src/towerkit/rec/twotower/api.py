@@ -25,6 +25,7 @@ from towerkit.rec.twotower.config import REGISTRY_NAME
 from towerkit.rec.twotower.features import SideTensors, TextEncoder
 from towerkit.rec.twotower.history import HistoryTensors, from_item_lists
 from towerkit.rec.twotower.model import TwoTowerModel
+from towerkit.rec.twotower.towers import TowerOutput
 
 __all__ = ["QueryTowerExport", "TwoTowerBundle", "load_bundle"]
 
@@ -87,7 +88,7 @@ class TwoTowerBundle:
     version: ModelVersion | None
     run_dir: Path | None
     model_dir: Path | None = None
-    _candidates: np.ndarray | None = field(default=None, repr=False)
+    _candidates: TowerOutput | None = field(default=None, repr=False)
     _encoder: TextEncoder | None = field(default=None, repr=False)
 
     @property
@@ -105,38 +106,48 @@ class TwoTowerBundle:
         return int(self.model.config.history_len)
 
     @torch.no_grad()
-    def _embed_query(self, tensors: SideTensors, history: HistoryTensors | None) -> np.ndarray:
+    def _encode_query(self, tensors: SideTensors, history: HistoryTensors | None) -> TowerOutput:
+        """Retrieval embedding and like-vs-pass fields of these query rows."""
         self.model.eval()
         inputs = history.inputs() if history is not None else None
-        embedding = self.model.encode_query(tensors.inputs(), inputs, like=False).embedding
-        return embedding.numpy().astype(np.float32)
+        return self.model.encode_query(tensors.inputs(), inputs)
 
-    def query_embeddings(self, user_ids: Sequence[str]) -> np.ndarray:
-        """(n, d) for known user ids (a history model reads their history at the end of
-        training); an unknown id gets its hashed OOV id row, no features and no history."""
+    def query_outputs(self, user_ids: Sequence[str]) -> TowerOutput:
+        """The query tower's output for known user ids (a history model reads their history at
+        the end of training); an unknown id gets its hashed OOV id row, no features and no
+        history."""
         art = self.features
         rows = [art.query_row(str(u)) for u in user_ids]
-        tables = art.query_tables
         known = [i for i, r in enumerate(rows) if r is not None]
-        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        unknown = [i for i, r in enumerate(rows) if r is None]
+        parts = []
         if known:
             index = torch.tensor([rows[i] for i in known], dtype=torch.long)
             history = art.query_history.take(index) if art.query_history is not None else None
-            out[known] = self._embed_query(tables.take(index), history)
-        unknown = [i for i, r in enumerate(rows) if r is None]
-        for i in unknown:
-            out[i] = self.query_embedding_from_features({art.query.id_column: str(user_ids[i])})
-        return out
+            parts.append(self._encode_query(art.query_tables.take(index), history))
+        parts += [
+            self.query_output_from_features({art.query.id_column: str(user_ids[i])})
+            for i in unknown
+        ]
+        if not parts:
+            return self._encode_query(art.query_tables.take(torch.arange(0)), None)
+        order = torch.argsort(torch.tensor(known + unknown))  # back to the order asked
+        return TowerOutput.cat(parts).take(order)
 
-    def query_embedding_from_features(
+    def query_embeddings(self, user_ids: Sequence[str]) -> np.ndarray:
+        """(n, d) retrieval embeddings of :meth:`query_outputs`."""
+        return self.query_outputs(user_ids).embedding.numpy().astype(np.float32)
+
+    def query_output_from_features(
         self,
         features: Mapping[str, Any],
         liked: Sequence[str] = (),
         passed: Sequence[str] = (),
-    ) -> np.ndarray:
-        """(d,) for a user described by feature values (keys: the user feature columns, and
-        optionally the id column; missing keys count as missing values) and, for a history
-        model, the item ids they liked and passed so far, oldest first (unknown ids refused)."""
+    ) -> TowerOutput:
+        """One query row for a user described by feature values (keys: the user feature
+        columns, and optionally the id column; missing keys count as missing values) and, for a
+        history model, the item ids they liked and passed so far, oldest first (unknown ids
+        refused)."""
         side = self.features.query
         tensors = side.transform_one(features, self._text_encoder() if side.text else None)
         history = None
@@ -145,7 +156,32 @@ class TwoTowerBundle:
             prior = float(self.model.config.history_prior)
             recent = int(self.model.config.recent_swipes)
             history = from_item_lists([ids[0]], [ids[1]], self.history_len, prior, recent)
-        return self._embed_query(tensors, history)[0]
+        return self._encode_query(tensors, history)
+
+    def query_embedding_from_features(
+        self,
+        features: Mapping[str, Any],
+        liked: Sequence[str] = (),
+        passed: Sequence[str] = (),
+    ) -> np.ndarray:
+        """(d,) retrieval embedding of :meth:`query_output_from_features`."""
+        output = self.query_output_from_features(features, liked, passed)
+        return output.embedding[0].numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def like_probabilities(self, query: TowerOutput, item_ids: Sequence[str]) -> np.ndarray:
+        """(n,) the model's probability that the user of ``query`` (one row) likes each item
+        (sigmoid of the like-vs-pass logit the AUC is measured on); unknown ids refused."""
+        if len(query.embedding) != 1:
+            raise ValueError("like_probabilities scores one query row")
+        rows = [self.features.candidate_row(str(item)) for item in item_ids]
+        unknown = [item for item, row in zip(item_ids, rows, strict=True) if row is None]
+        if unknown:
+            raise TowerkitError(f"item_ids: item {unknown[0]!r} is not in the model's catalogue")
+        index = torch.tensor(rows, dtype=torch.long)
+        candidates = self.candidate_outputs().take(index)
+        repeated = query.take(torch.zeros(len(index), dtype=torch.long))
+        return torch.sigmoid(self.model.like_logits(repeated, candidates)).numpy()
 
     def _history_ids(self, items: Sequence[str], key: str) -> list[int]:
         out: list[int] = []
@@ -162,19 +198,25 @@ class TwoTowerBundle:
         return list(self.features.candidate_keys)
 
     @torch.no_grad()
-    def candidate_embeddings(self) -> np.ndarray:
-        """(n_items, d) in ``candidate_ids()`` order (computed once, then cached)."""
+    def candidate_outputs(self) -> TowerOutput:
+        """The candidate tower's output for every item, in ``candidate_ids()`` order (computed
+        once, then cached)."""
         if self._candidates is None:
             self.model.eval()
             tables = self.features.candidate_tables
-            parts = [
-                self.model.candidate_tower(
-                    *tables.take(torch.arange(s, min(s + 4096, len(tables)))).inputs()
-                )
-                for s in range(0, len(tables), 4096)
-            ]
-            self._candidates = torch.cat(parts).numpy().astype(np.float32)
+            self._candidates = TowerOutput.cat(
+                [
+                    self.model.encode_candidate(
+                        tables.take(torch.arange(s, min(s + 4096, len(tables)))).inputs()
+                    )
+                    for s in range(0, len(tables), 4096)
+                ]
+            )
         return self._candidates
+
+    def candidate_embeddings(self) -> np.ndarray:
+        """(n_items, d) retrieval embeddings in ``candidate_ids()`` order."""
+        return self.candidate_outputs().embedding.numpy().astype(np.float32)
 
     def seen_items(self, user_id: str) -> set[str]:
         """Item ids the user interacted with in the training data (empty for unknown users)."""
