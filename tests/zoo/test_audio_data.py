@@ -20,6 +20,7 @@ from towerkit.zoo.data.audio import (
     log_mel,
     pad_collate,
     split_fsdd,
+    wav_features,
 )
 
 FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "recordings"
@@ -67,6 +68,19 @@ def test_log_mel_shape_and_resampling(tmp_path: Path) -> None:
     long_wave = np.zeros(8000 * 3, dtype=np.float32)
     long_wave[::7] = 0.1
     assert log_mel(long_wave, params).shape[0] == 1 + 8000 // 80  # cut at max_seconds
+
+
+def test_wav_features_use_the_model_config_mel_settings(tmp_path: Path) -> None:
+    from towerkit.zoo.models.audio import AudioLSTMConfig
+
+    config = AudioLSTMConfig(hop_length=160, max_seconds=1.0)
+    params = MelParams.of(config)
+    assert params == MelParams(8000, 256, 160, 40, 1.0)
+    wav = write_tone(tmp_path / "a.wav", 0.5, sample_rate=16000)
+    expected = log_mel(load_wav(wav, 8000), params)
+    assert torch.equal(wav_features(wav, config), torch.from_numpy(expected))
+    with pytest.raises(TowerkitError, match=r"gone\.wav: audio file not found"):
+        wav_features(tmp_path / "gone.wav", config)
 
 
 def test_load_wav_reports_unreadable_files(tmp_path: Path) -> None:

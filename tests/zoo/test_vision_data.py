@@ -16,8 +16,8 @@ from towerkit.zoo.data.vision import (
     load_fashion_mnist,
     load_sklearn_digits,
     read_idx,
-    split_validation,
 )
+from towerkit.zoo.families import stratified_train_val
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -122,7 +122,8 @@ def test_sklearn_digits_csv(tmp_path: Path) -> None:
 def test_validation_split_is_stratified_and_disjoint() -> None:
     images = np.arange(200, dtype=np.uint8).reshape(200, 1, 1).repeat(4, 1).repeat(4, 2)
     labels = np.arange(200) % 10
-    x_tr, _, x_val, y_val = split_validation(images, labels, 0.1, seed=0)
+    train, val = stratified_train_val(labels, 0.1, 0, seed=0)
+    x_tr, x_val, y_val = images[train], images[val], labels[val]
     assert len(y_val) == 20 and np.bincount(y_val).tolist() == [2] * 10
     assert not set(x_tr[:, 0, 0].tolist()) & set(x_val[:, 0, 0].tolist())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,10 +25,9 @@ from towerkit.zoo.data.audio import (
     cached_spectrograms,
     feature_stats,
     list_fsdd,
-    load_wav,
-    log_mel,
     pad_collate,
     split_fsdd,
+    wav_features,
 )
 from towerkit.zoo.families import (
     BaselineResult,
@@ -43,8 +42,10 @@ from towerkit.zoo.families import (
     dataset_size,
     eval_batch_size,
     model_class_names,
+    model_overrides,
     parity_picks,
     register_family,
+    stratified_train_val,
     top_k_classes,
 )
 from towerkit.zoo.models.audio import AudioLSTM
@@ -66,11 +67,6 @@ class AudioDataConfig:
     time_mask: int = 10
     seed: int = 0
 
-    def mel_params(self) -> MelParams:
-        return MelParams(
-            self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.max_seconds
-        )
-
 
 @dataclass
 class AudioModelSection:
@@ -89,20 +85,6 @@ class AudioRecipeConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-def _stratified_val(
-    clips: list[Clip], fraction: float, limit: int, seed: int
-) -> tuple[list[Clip], list[Clip]]:
-    from sklearn.model_selection import train_test_split
-
-    labels = [c.digit for c in clips]
-    train, val = train_test_split(clips, test_size=fraction, random_state=seed, stratify=labels)
-    if 0 < limit < len(train):
-        train, _ = train_test_split(
-            train, train_size=limit, random_state=seed, stratify=[c.digit for c in train]
-        )
-    return list(train), list(val)
-
-
 def fsdd_clips() -> list[Clip]:
     from towerkit.zoo.assets import fetch
 
@@ -118,11 +100,12 @@ class AudioFamily(Family):
     def build_data(self, config: AudioRecipeConfig) -> FamilyData:
         data = config.data
         clips = fsdd_clips()
-        train_clips, test_clips = split_fsdd(clips, data.split, data.test_speaker)
-        train_clips, val_clips = _stratified_val(
-            train_clips, data.val_fraction, data.train_limit, data.seed
+        fit_clips, test_clips = split_fsdd(clips, data.split, data.test_speaker)
+        train, val = stratified_train_val(
+            [c.digit for c in fit_clips], data.val_fraction, data.train_limit, data.seed
         )
-        spectrograms = dict(zip(clips, cached_spectrograms(clips, data.mel_params()), strict=True))
+        train_clips, val_clips = [fit_clips[i] for i in train], [fit_clips[i] for i in val]
+        spectrograms = dict(zip(clips, cached_spectrograms(clips, MelParams.of(data)), strict=True))
 
         def dataset(part: list[Clip], augment: bool = False) -> SpectrogramDataset:
             return SpectrogramDataset(
@@ -154,20 +137,12 @@ class AudioFamily(Family):
 
     def build_model(self, config: AudioRecipeConfig, data: FamilyData) -> BaseModel:
         section, mel = config.model, config.data
-        overrides = {
-            key: getattr(section, key)
-            for key in ("hidden", "num_layers", "bidirectional", "dropout")
-            if getattr(section, key) is not None
-        }
+        overrides = model_overrides(section, ("hidden", "num_layers", "bidirectional", "dropout"))
         return create_model(
             section.arch,
             num_classes=len(data.class_names),
             class_names=list(data.class_names),
-            sample_rate=mel.sample_rate,
-            n_fft=mel.n_fft,
-            hop_length=mel.hop_length,
-            n_mels=mel.n_mels,
-            max_seconds=mel.max_seconds,
+            **asdict(MelParams.of(mel)),
             feature_mean=data.info["feature_mean"],
             feature_std=data.info["feature_std"],
             **overrides,
@@ -218,12 +193,7 @@ class AudioFamily(Family):
     def predict(self, model: nn.Module, user_input: str, top_k: int = 3) -> Prediction:
         if not isinstance(model, AudioLSTM):
             raise TowerkitError(f"audio predict needs an AudioLSTM, got {type(model).__name__}")
-        path = Path(user_input)
-        if not path.is_file():
-            raise TowerkitError(f"{path}: audio file not found")
-        cfg = model.config
-        params = MelParams(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.max_seconds)
-        features = torch.from_numpy(log_mel(load_wav(path, cfg.sample_rate), params))
+        features = wav_features(Path(user_input), model.config)
         model.eval()
         with torch.no_grad():
             logits = model(features[None], torch.tensor([features.shape[0]]))[0]

@@ -10,7 +10,7 @@ of that class's written forms) is nearest; no classifier is trained for it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,10 +30,9 @@ from towerkit.zoo.data.audio import (
     cached_spectrograms,
     feature_stats,
     list_fsdd,
-    load_wav,
-    log_mel,
     pad_collate,
     split_fsdd,
+    wav_features,
 )
 from towerkit.zoo.data.concept import (
     ConceptPairs,
@@ -51,6 +50,7 @@ from towerkit.zoo.families import (
     FamilyData,
     Prediction,
     batches,
+    model_overrides,
     register_family,
     top_k_classes,
 )
@@ -72,11 +72,6 @@ class ConceptDataConfig:
     hop_length: int = 160  # 20 ms: half the audio family's frames, twice as fast to train
     n_mels: int = 40
     max_seconds: float = 2.0
-
-    def mel_params(self) -> MelParams:
-        return MelParams(
-            self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.max_seconds
-        )
 
 
 @dataclass
@@ -139,7 +134,7 @@ class ConceptFamily(Family):
         arrays = _images(data)
         img_keep, img_val = stratified_indices(arrays.train_labels, data.val_fraction, data.seed)
         clips = list_fsdd(fetch("fsdd"))
-        spectrograms = cached_spectrograms(clips, data.mel_params())
+        spectrograms = cached_spectrograms(clips, MelParams.of(data))
         by_clip = dict(zip(clips, spectrograms, strict=True))
         train_clips, test_clips = split_fsdd(clips, "usual")
         labels = np.asarray([c.digit for c in train_clips])
@@ -203,20 +198,12 @@ class ConceptFamily(Family):
         )
         audio = _replace(
             probe.config.audio,
-            sample_rate=mel.sample_rate,
-            n_fft=mel.n_fft,
-            hop_length=mel.hop_length,
-            n_mels=mel.n_mels,
-            max_seconds=mel.max_seconds,
+            **asdict(MelParams.of(mel)),
             feature_mean=info["feature_mean"],
             feature_std=info["feature_std"],
         )
         section = config.model
-        extra = {
-            key: getattr(section, key)
-            for key in ("dim", "init_temperature")
-            if getattr(section, key) is not None
-        }
+        extra = model_overrides(section, ("dim", "init_temperature"))
         return create_model(section.arch, vision=vision, audio=audio, **extra)
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -310,12 +297,7 @@ def _embed_input(model: ConceptModel, user_input: str) -> torch.Tensor:
         image = load_image(Path(user_input), model.config.vision.image_size)
         return model.embed_images(image)
     if suffix in (".wav", ".flac", ".ogg"):
-        path = Path(user_input)
-        if not path.is_file():
-            raise TowerkitError(f"{path}: audio file not found")
-        cfg = model.config.audio
-        params = MelParams(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.max_seconds)
-        features = torch.from_numpy(log_mel(load_wav(path, cfg.sample_rate), params))
+        features = wav_features(Path(user_input), model.config.audio)
         return model.embed_speech(features[None], torch.tensor([features.shape[0]]))
     if not user_input.strip():
         raise TowerkitError("concept predict: the input is empty (a .png, a .wav or a word)")

@@ -359,3 +359,32 @@ def classification_evaluation(
         "loss": float(nll),
     }
     return Evaluation(metrics, y_true=labels, y_pred=pred, class_names=list(class_names))
+
+
+def model_overrides(section: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The ``keys`` of a recipe's model section that the recipe sets; a None leaves the
+    architecture's own default in place, so only the set ones reach ``create_model``."""
+    return {key: getattr(section, key) for key in keys if getattr(section, key) is not None}
+
+
+def stratified_train_val(
+    labels: Sequence[int] | np.ndarray, val_fraction: float, train_limit: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) positions into ``labels``: a seeded, stratified ``val_fraction`` carved out,
+    then, when 0 < train_limit < len(train), a stratified ``train_limit`` of the rest. One helper
+    so the vision and audio recipes split alike; positions stay in scikit-learn's shuffled order,
+    the order these splits have always had (a reordering would change the trained models)."""
+    from sklearn.model_selection import train_test_split
+
+    label_array = np.asarray(labels)
+    train, val = train_test_split(
+        np.arange(len(label_array)),
+        test_size=val_fraction,
+        random_state=seed,
+        stratify=label_array,
+    )
+    if 0 < train_limit < len(train):
+        train, _ = train_test_split(
+            train, train_size=train_limit, random_state=seed, stratify=label_array[train]
+        )
+    return train, val

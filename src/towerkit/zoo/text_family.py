@@ -44,6 +44,7 @@ from towerkit.zoo.families import (
     classification_evaluation,
     collect_logits,
     model_class_names,
+    model_overrides,
     parity_picks,
     register_family,
     top_k_classes,
@@ -138,19 +139,8 @@ class TextFamily(Family):
                 **dropout,
             )
         tokenizer: Tokenizer = data.info["tokenizer"]
-        overrides = {
-            key: getattr(section, key)
-            for key in (
-                "d_model",
-                "n_heads",
-                "n_layers",
-                "ff_dim",
-                "dropout",
-                "ngram_buckets",
-                "ngram_dim",
-            )
-            if getattr(section, key) is not None
-        }
+        keys = ("d_model", "n_heads", "n_layers", "ff_dim", "dropout", "ngram_buckets", "ngram_dim")
+        overrides = model_overrides(section, keys)
         model = create_model(
             section.arch,
             vocab_size=tokenizer.get_vocab_size(),

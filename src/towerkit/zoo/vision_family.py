@@ -24,7 +24,6 @@ from towerkit.zoo.data.vision import (
     load_fashion_mnist,
     load_mnist_5k,
     load_sklearn_digits,
-    split_validation,
 )
 from towerkit.zoo.families import (
     BaselineResult,
@@ -39,7 +38,9 @@ from towerkit.zoo.families import (
     eval_batch_size,
     first_batch,
     model_class_names,
+    model_overrides,
     register_family,
+    stratified_train_val,
     top_k_classes,
 )
 from towerkit.zoo.models.vision import VisionCNN
@@ -85,20 +86,6 @@ def load_image_arrays(data: VisionDataConfig) -> ImageArrays:
     return load_sklearn_digits(fetch("digits-8x8"), seed=data.seed)
 
 
-def stratified_subset(
-    images: np.ndarray, labels: np.ndarray, limit: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``limit`` examples with the class balance of the whole (all of them when limit <= 0)."""
-    from sklearn.model_selection import train_test_split
-
-    if limit <= 0 or limit >= len(labels):
-        return images, labels
-    kept, _, kept_labels, _ = train_test_split(
-        images, labels, train_size=limit, random_state=seed, stratify=labels
-    )
-    return kept, kept_labels
-
-
 def load_image(path: Path, size: int) -> torch.Tensor:
     """A PNG/JPEG as a [1, 1, size, size] tensor in [0, 1] (grayscale, resized)."""
     from PIL import Image, UnidentifiedImageError
@@ -125,10 +112,9 @@ class VisionFamily(Family):
     def build_data(self, config: VisionRecipeConfig) -> FamilyData:
         data = config.data
         arrays = load_image_arrays(data)
-        x_train, y_train, x_val, y_val = split_validation(
-            arrays.train_images, arrays.train_labels, data.val_fraction, data.seed
-        )
-        x_train, y_train = stratified_subset(x_train, y_train, data.train_limit, data.seed)
+        x, y = arrays.train_images, arrays.train_labels
+        train, val = stratified_train_val(y, data.val_fraction, data.train_limit, data.seed)
+        x_train, y_train, x_val, y_val = x[train], y[train], x[val], y[val]
         pixels = x_train.astype(np.float32) / 255.0
         return FamilyData(
             train=ImageDataset(
@@ -149,11 +135,7 @@ class VisionFamily(Family):
 
     def build_model(self, config: VisionRecipeConfig, data: FamilyData) -> BaseModel:
         section = config.model
-        overrides = {
-            key: getattr(section, key)
-            for key in ("widths", "convs_per_block", "hidden", "dropout")
-            if getattr(section, key) is not None
-        }
+        overrides = model_overrides(section, ("widths", "convs_per_block", "hidden", "dropout"))
         return create_model(
             section.arch,
             num_classes=len(data.class_names),

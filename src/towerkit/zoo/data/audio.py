@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +26,21 @@ DIGIT_CLASSES = [str(d) for d in range(10)]
 _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
+class MelSettings(Protocol):
+    """The five mel settings as a recipe's data section and a saved model's config carry them."""
+
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def n_fft(self) -> int: ...
+    @property
+    def hop_length(self) -> int: ...
+    @property
+    def n_mels(self) -> int: ...
+    @property
+    def max_seconds(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class MelParams:
     """How a waveform becomes a log-mel spectrogram (kept in the model config too)."""
@@ -35,6 +50,17 @@ class MelParams:
     hop_length: int = 80
     n_mels: int = 40
     max_seconds: float = 2.0  # longer clips are cut; FSDD clips are 0.2 - 2.2 s
+
+    @classmethod
+    def of(cls, settings: MelSettings) -> MelParams:
+        """The settings of a recipe or a model config, which keep them as flat fields."""
+        return cls(
+            settings.sample_rate,
+            settings.n_fft,
+            settings.hop_length,
+            settings.n_mels,
+            settings.max_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +138,15 @@ def log_mel(wave: np.ndarray, params: MelParams) -> np.ndarray:
         n_mels=params.n_mels,
     )
     return np.ascontiguousarray(librosa.power_to_db(mel, ref=np.max, top_db=80.0).T, np.float32)
+
+
+def wav_features(path: Path, settings: MelSettings) -> torch.Tensor:
+    """``[frames, n_mels]`` log-mel of a user's wav, made with a saved model's own settings
+    (the audio and concept families' ``predict``); TowerkitError when the file is missing."""
+    if not path.is_file():
+        raise TowerkitError(f"{path}: audio file not found")
+    params = MelParams.of(settings)
+    return torch.from_numpy(log_mel(load_wav(path, params.sample_rate), params))
 
 
 def _cache_key(clips: Sequence[Clip], params: MelParams) -> str:

@@ -161,18 +161,6 @@ def _stratified_split(
     return ImageArrays(x_tr, y_tr, x_te, y_te, list(DIGIT_CLASSES), files)
 
 
-def split_validation(
-    images: np.ndarray, labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Carve a stratified validation split out of the training data (the test split stays unseen)."""
-    from sklearn.model_selection import train_test_split
-
-    x_tr, x_val, y_tr, y_val = train_test_split(
-        images, labels, test_size=fraction, random_state=seed, stratify=labels
-    )
-    return x_tr, y_tr, x_val, y_val
-
-
 class ImageDataset(Dataset[dict[str, Any]]):
     """uint8 images -> {"image": float [1, H, W] in [0, 1], "label": int64}.
 
