@@ -7,41 +7,23 @@ stopping, callbacks, logs under the run directory, and checkpoints that resume b
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
-from accelerate.utils import (
-    DistributedType,
-    broadcast_object_list,
-    find_batch_size,
-    set_seed,
-)
+from accelerate.utils import DistributedType, find_batch_size, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from towerkit.core.callbacks import LOGGER_NAME, Callback, CallbackList, builtin_callbacks
-from towerkit.core.checkpoint import (
-    CheckpointManager,
-    TrainingState,
-    indices_fingerprint,
-    load_state,
-    load_weights,
-    read_run_payload,
-    restore_process_file,
-    write_process_file,
-    write_run_files,
-)
-from towerkit.core.config import to_dict
+from towerkit.core.checkpoint import CheckpointManager, TrainingState
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.schedules import (
     EarlyStopping,
@@ -55,23 +37,12 @@ from towerkit.core.schedules import (
     make_accelerator,
     resolve_stage_params,
 )
+from towerkit.core.trainer_checkpoints import CheckpointingMixin
+from towerkit.core.trainer_results import TrainResult, evaluate_on_main, train_result
 
 __all__ = ["Callback", "StageConfig", "TrainResult", "Trainer", "TrainerConfig", "TrainingState"]
 
 log = logging.getLogger(LOGGER_NAME)
-
-
-@dataclass
-class TrainResult:
-    global_step: int
-    epochs_completed: int
-    best_metric: float | None
-    best_step: int | None
-    stopped_early: bool
-    history: list[dict[str, float]]
-    train_seconds: float
-    examples_per_second: float
-    final_metrics: dict[str, float]
 
 
 def _forget_prepared(accelerator: Accelerator) -> None:
@@ -82,12 +53,6 @@ def _forget_prepared(accelerator: Accelerator) -> None:
     accelerator.step = 0
 
 
-def _first_batch(loader: Any) -> list[int] | None:
-    """The sample indices of the loader's first batch, listed without loading any data."""
-    first: list[int] | None = next(iter(loader.batch_sampler), None)
-    return first
-
-
 def _count_examples(batch: Any, default: int) -> int:
     try:
         return int(find_batch_size(batch))
@@ -95,19 +60,7 @@ def _count_examples(batch: Any, default: int) -> int:
         return default
 
 
-def _as_metrics(out: Any) -> dict[str, float]:
-    if not isinstance(out, dict):
-        raise TowerkitError(f"eval_fn: expected a dict of metric name -> number, got {type(out)}")
-    metrics = {}
-    for key, value in out.items():
-        try:
-            metrics[str(key)] = float(value)
-        except (TypeError, ValueError):
-            raise TowerkitError(f"eval_fn: metric {key!r} is not a number ({value!r})") from None
-    return metrics
-
-
-class Trainer:
+class Trainer(CheckpointingMixin):
     """Trains ``model`` by ``loss_fn(prepared_model, batch) -> scalar``.
 
     ``loss_fn`` receives the prepared model (DDP-wrapped under several processes): call it
@@ -265,12 +218,6 @@ class Trainer:
         prepared = self.accelerator.prepare_data_loader(loader)
         return self.accelerator.skip_first_batches(prepared, skip) if skip else prepared
 
-    def _next_batch_indices(self) -> list[int] | None:
-        st = self.state
-        if st.stage_index >= len(self.config.stages):
-            return None
-        return _first_batch(self._loader(st.stage_index, st.epoch, st.batch_in_epoch))
-
     # --- the loop ----------------------------------------------------------------------------
 
     def _run_epoch(self) -> None:
@@ -418,19 +365,7 @@ class Trainer:
         if self.eval_fn is None:
             return
         st = self.state
-        metrics: dict[str, float] = {}
-        if self.is_main_process:
-            model = self.accelerator.unwrap_model(self._prepared)
-            model.eval()
-            try:
-                with torch.no_grad():
-                    metrics = _as_metrics(self.eval_fn(model))
-            finally:
-                model.train()
-        if self.accelerator.num_processes > 1:
-            box = [metrics]
-            broadcast_object_list(box, from_process=0)
-            metrics = box[0]
+        metrics = evaluate_on_main(self.eval_fn, self.accelerator, self._prepared)
         st.last_eval_step, st.last_metrics = st.global_step, metrics
         row = self._row({f"eval_{k}": v for k, v in metrics.items()})
         st.history.append(row)
@@ -443,85 +378,6 @@ class Trainer:
             st.stopped_early = self._stage_ending = True
             log.info("early stopping at step %d (best %s)", st.global_step, st.best_metric)
 
-    # --- checkpoints ---------------------------------------------------------------------------
-
-    def _save_checkpoint(self) -> None:
-        st = self.state
-        if self._saved_at == st.global_step:
-            return
-        st.train_seconds = self._seconds_before + time.perf_counter() - self._fit_started
-        st.window_loss_sum = float(self._window_loss)
-        name = self.config.early_stopping_metric
-        metric = st.last_metrics.get(name) if name and st.last_eval_step == st.global_step else None
-        # a finished stage's optimizer is never needed again: the next stage builds its own
-        live = self._ready_stage == st.stage_index
-        payload = {
-            "state": dataclasses.asdict(st),
-            "world_size": self.accelerator.num_processes,
-            "optimizer_stage": st.stage_index if live else None,
-            "optimizer_params": self._stage_params[st.stage_index].trainable if live else None,
-            "config": to_dict(self.config),
-        }
-        path = self.checkpoints.save(
-            st.global_step,
-            lambda d: write_run_files(
-                d,
-                self.accelerator.unwrap_model(self._prepared),
-                payload,
-                optimizer=self._optimizer if live else None,
-                scheduler=self._scheduler if live else None,
-                scaler=self.accelerator.scaler,
-            ),
-            lambda d: write_process_file(
-                d, self.accelerator.process_index, self._next_batch_indices()
-            ),
-            metric,
-        )
-        self._saved_at = st.global_step
-        log.info("checkpoint %s", path.name)
-
-    def _load_checkpoint(self, path: Path) -> None:
-        payload = read_run_payload(path)
-        if payload["world_size"] != self.accelerator.num_processes:
-            raise TowerkitError(
-                f"resume: {path} was written by {payload['world_size']} processes, "
-                f"this run has {self.accelerator.num_processes}"
-            )
-        load_weights(self.model, path, self.accelerator.device)
-        st = self.state = payload["state"]
-        self._window_loss.fill_(st.window_loss_sum)
-        self._seconds_before, self._saved_at = st.train_seconds, st.global_step
-        if st.stage_index < len(self.config.stages):
-            self._start_stage()
-            if payload["optimizer_stage"] == st.stage_index:
-                self._load_optimizer(path, payload["optimizer_params"])
-        if self.accelerator.scaler is not None and (path / "scaler.json").is_file():
-            self.accelerator.scaler.load_state_dict(load_state(path, "scaler"))
-        self.checkpoints.discard_after(st.global_step)
-        # last: nothing after this may draw random numbers before the next batch
-        self._expected_batch = restore_process_file(path, self.accelerator.process_index)
-
-    def _load_optimizer(self, path: Path, saved_params: list[str]) -> None:
-        if saved_params != self._stage_params[self.state.stage_index].trainable:
-            raise TowerkitError(
-                f"resume: {path} trained other parameters in this stage: the model or the "
-                "stage's trainable patterns changed"
-            )
-        assert self._optimizer is not None and self._scheduler is not None
-        self._optimizer.load_state_dict(load_state(path, "optimizer"))
-        self._scheduler.load_state_dict(load_state(path, "scheduler"))
-
-    def _check_data_position(self, loader: Any) -> None:
-        if self._expected_batch is False:
-            return
-        expected, self._expected_batch = self._expected_batch, False
-        actual = indices_fingerprint(_first_batch(loader))
-        if actual != expected:
-            raise TowerkitError(
-                "resume: the data position does not match the checkpoint (the next batch's "
-                "sample indices differ): did the dataset, batch_size, seed or process count change?"
-            )
-
     # --- begin and end ---------------------------------------------------------------------
 
     def _finish(self) -> TrainResult:
@@ -533,24 +389,10 @@ class Trainer:
         final_metrics = dict(st.last_metrics)
         restore = self.config.restore_best and self.config.early_stopping_metric is not None
         if finished and restore and st.best_step is not None:
-            if st.best_step != st.global_step:
-                best = self.checkpoints.path_for(st.best_step)
-                raw = self.accelerator.unwrap_model(self._prepared)
-                load_weights(raw, best, self.accelerator.device)
-                log.info("restored the best weights (step %d, %s)", st.best_step, st.best_metric)
+            self._restore_best()
             final_metrics = dict(st.best_metrics)
         seconds = self._seconds_before + time.perf_counter() - self._fit_started
-        return TrainResult(
-            global_step=st.global_step,
-            epochs_completed=st.epochs_completed,
-            best_metric=st.best_metric,
-            best_step=st.best_step,
-            stopped_early=st.stopped_early,
-            history=list(st.history),
-            train_seconds=seconds,
-            examples_per_second=st.examples_seen / max(seconds, 1e-9),
-            final_metrics=final_metrics,
-        )
+        return train_result(st, seconds, final_metrics)
 
     def _release(self, saved_flags: dict[str, bool], was_training: bool) -> None:
         """Give the caller back their module as it came: forward, requires_grad, mode."""
