@@ -1,4 +1,4 @@
-"""The comb base (``model.base: comb``): leakage, the members and their median, the per-window
+"""The comb base (``model.base: comb``): leakage (and Theta's), the members and their median, the per-window
 cache (round trip, only new windows computed, keyed by the data), scaling and the model."""
 
 from __future__ import annotations
@@ -19,22 +19,29 @@ from towerkit.forecast.baselines import forecast_cutoff
 from towerkit.forecast.comb import comb_channels, member_forecasts
 from towerkit.forecast.dataset import TARGETS, Panel
 from towerkit.forecast.model import COMB_MEMBERS, DualTowerForecaster
-from towerkit.forecast.theta import compute_method
+from towerkit.forecast.theta import compute_method, compute_theta
 from towerkit.forecast.windows import attach_base, build_windows, unscale_targets, window_index
 
 HORIZON = 3
 
 
+def _theta_channel(panel: Panel, pairs: np.ndarray, targets: list[int], horizon: int) -> Any:
+    return compute_theta(panel, pairs, targets, horizon)[..., None]
+
+
+@pytest.mark.parametrize("base", [_theta_channel, comb_channels], ids=["theta", "comb"])
 def test_every_channel_of_a_window_uses_only_months_up_to_its_cutoff(
-    panel: Panel, changed: Callable[[Panel, slice], Panel]
+    panel: Panel, changed: Callable[[Panel, slice], Panel], base: Callable[..., Any]
 ) -> None:
+    """The leakage rule for both bases: later months change nothing, the cutoff month moves
+    every channel (the check has teeth)."""
     targets = panel.target_indices(TARGETS)
     cutoff = 20
     pairs = window_index(panel, [cutoff], min_history=6, horizon=HORIZON)
-    before = comb_channels(panel, pairs, targets, HORIZON)
-    after = comb_channels(changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
+    before = base(panel, pairs, targets, HORIZON)
+    after = base(changed(panel, slice(cutoff + 1, None)), pairs, targets, HORIZON)
     np.testing.assert_array_equal(before, after)
-    moved = comb_channels(changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
+    moved = base(changed(panel, slice(cutoff, None)), pairs, targets, HORIZON)
     for k in range(before.shape[-1]):  # the cutoff month itself moves every channel
         assert not np.allclose(np.nan_to_num(moved[..., k]), np.nan_to_num(before[..., k]))
 
