@@ -155,6 +155,7 @@ def test_history_model_trains_saves_and_reloads(
     np.testing.assert_allclose(
         bundle.query_embeddings(users), queries.output.embedding[:5].numpy(), atol=1e-6
     )
+    assert bundle.query_embeddings([]).shape == (0, bundle.dim)  # no users, no rows
     # a described user: their swipes move the query; unknown items are refused
     features = {"age": 30, "gender": "F", "occupation": "job1"}
     items = bundle.candidate_ids()

@@ -129,8 +129,10 @@ class TwoTowerBundle:
             self.query_output_from_features({art.query.id_column: str(user_ids[i])})
             for i in unknown
         ]
-        if not parts:
-            return self._encode_query(art.query_tables.take(torch.arange(0)), None)
+        if not parts:  # no users asked: zero rows of every field
+            none = torch.arange(0)
+            history = art.query_history.take(none) if art.query_history is not None else None
+            return self._encode_query(art.query_tables.take(none), history)
         order = torch.argsort(torch.tensor(known + unknown))  # back to the order asked
         return TowerOutput.cat(parts).take(order)
 
