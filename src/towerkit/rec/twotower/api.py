@@ -22,8 +22,9 @@ from towerkit.core.errors import ModelLoadError, TowerkitError
 from towerkit.core.registry import ModelRegistry, ModelVersion
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.config import REGISTRY_NAME
-from towerkit.rec.twotower.features import SideTensors, TextEncoder
-from towerkit.rec.twotower.history import HistoryTensors, from_item_lists
+from towerkit.rec.twotower.evaluation import encode_candidates, encode_queries
+from towerkit.rec.twotower.features import TextEncoder
+from towerkit.rec.twotower.history import from_item_lists
 from towerkit.rec.twotower.model import TwoTowerModel
 from towerkit.rec.twotower.towers import TowerOutput
 
@@ -105,51 +106,39 @@ class TwoTowerBundle:
     def history_len(self) -> int:
         return int(self.model.config.history_len)
 
-    @torch.no_grad()
-    def _encode_query(self, tensors: SideTensors, history: HistoryTensors | None) -> TowerOutput:
-        """Retrieval embedding and like-vs-pass fields of these query rows."""
-        self.model.eval()
-        inputs = history.inputs() if history is not None else None
-        return self.model.encode_query(tensors.inputs(), inputs)
-
-    def query_outputs(self, user_ids: Sequence[str]) -> TowerOutput:
+    def query_outputs(self, user_ids: Sequence[str], like: bool = True) -> TowerOutput:
         """The query tower's output for known user ids (a history model reads their history at
         the end of training); an unknown id gets its hashed OOV id row, no features and no
-        history."""
+        history. ``like=False``: the retrieval fields only (the like path is not run)."""
         art = self.features
         rows = [art.query_row(str(u)) for u in user_ids]
         known = [i for i, r in enumerate(rows) if r is not None]
         unknown = [i for i, r in enumerate(rows) if r is None]
-        parts = []
-        if known:
-            index = torch.tensor([rows[i] for i in known], dtype=torch.long)
-            history = art.query_history.take(index) if art.query_history is not None else None
-            parts.append(self._encode_query(art.query_tables.take(index), history))
+        index = torch.tensor([rows[i] for i in known], dtype=torch.long)
+        history = art.query_history.take(index) if art.query_history is not None else None
+        parts = [encode_queries(self.model, art.query_tables.take(index), history, like=like)]
         parts += [
-            self.query_output_from_features({art.query.id_column: str(user_ids[i])})
+            self.query_output_from_features({art.query.id_column: str(user_ids[i])}, like=like)
             for i in unknown
         ]
-        if not parts:  # no users asked: zero rows of every field
-            none = torch.arange(0)
-            history = art.query_history.take(none) if art.query_history is not None else None
-            return self._encode_query(art.query_tables.take(none), history)
-        order = torch.argsort(torch.tensor(known + unknown))  # back to the order asked
+        order = torch.argsort(torch.tensor(known + unknown, dtype=torch.long))  # as asked
         return TowerOutput.cat(parts).take(order)
 
     def query_embeddings(self, user_ids: Sequence[str]) -> np.ndarray:
         """(n, d) retrieval embeddings of :meth:`query_outputs`."""
-        return self.query_outputs(user_ids).embedding.numpy().astype(np.float32)
+        return self.query_outputs(user_ids, like=False).embedding.numpy().astype(np.float32)
 
     def query_output_from_features(
         self,
         features: Mapping[str, Any],
         liked: Sequence[str] = (),
         passed: Sequence[str] = (),
+        like: bool = True,
     ) -> TowerOutput:
         """One query row for a user described by feature values (keys: the user feature
         columns, and optionally the id column; missing keys count as missing values) and, for a
         history model, the item ids they liked and passed so far, oldest first (unknown ids
-        refused)."""
+        refused). ``like=False``: the retrieval fields only."""
         side = self.features.query
         tensors = side.transform_one(features, self._text_encoder() if side.text else None)
         history = None
@@ -158,7 +147,7 @@ class TwoTowerBundle:
             prior = float(self.model.config.history_prior)
             recent = int(self.model.config.recent_swipes)
             history = from_item_lists([ids[0]], [ids[1]], self.history_len, prior, recent)
-        return self._encode_query(tensors, history)
+        return encode_queries(self.model, tensors, history, like=like)
 
     def query_embedding_from_features(
         self,
@@ -167,7 +156,7 @@ class TwoTowerBundle:
         passed: Sequence[str] = (),
     ) -> np.ndarray:
         """(d,) retrieval embedding of :meth:`query_output_from_features`."""
-        output = self.query_output_from_features(features, liked, passed)
+        output = self.query_output_from_features(features, liked, passed, like=False)
         return output.embedding[0].numpy().astype(np.float32)
 
     @torch.no_grad()
@@ -199,21 +188,11 @@ class TwoTowerBundle:
     def candidate_ids(self) -> list[str]:
         return list(self.features.candidate_keys)
 
-    @torch.no_grad()
     def candidate_outputs(self) -> TowerOutput:
         """The candidate tower's output for every item, in ``candidate_ids()`` order (computed
         once, then cached)."""
         if self._candidates is None:
-            self.model.eval()
-            tables = self.features.candidate_tables
-            self._candidates = TowerOutput.cat(
-                [
-                    self.model.encode_candidate(
-                        tables.take(torch.arange(s, min(s + 4096, len(tables)))).inputs()
-                    )
-                    for s in range(0, len(tables), 4096)
-                ]
-            )
+            self._candidates = encode_candidates(self.model, self.features.candidate_tables)
         return self._candidates
 
     def candidate_embeddings(self) -> np.ndarray:

@@ -78,7 +78,7 @@ class TwoTowerScorer(EmbeddingScorer):
         else:
             if len(self.pair_history) != len(user_rows):
                 raise ValueError("pair_history must hold one history per scored pair")
-            query = _encode(self.model, self.queries.side.take(rows), self.pair_history)
+            query = encode_queries(self.model, self.queries.side.take(rows), self.pair_history)
         candidate = self.candidates.take(torch.from_numpy(item_rows))
         return self.model.like_logits(query, candidate).numpy()
 
@@ -92,26 +92,44 @@ class QueryTables:
 
 
 def _chunks(n: int, size: int) -> list[torch.Tensor]:
-    return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
+    """Row ranges of at most ``size``; one empty range for n = 0 (zero rows still encode)."""
+    return [torch.arange(s, min(s + size, n)) for s in range(0, max(n, 1), size)]
 
 
 @torch.no_grad()
-def _encode(
+def encode_queries(
     model: TwoTowerModel,
     side: SideTensors,
     history: HistoryTensors | None,
     batch_size: int = 4096,
+    like: bool = True,
 ) -> TowerOutput:
-    """The query tower's output for aligned query rows and histories, in eval mode."""
+    """The query tower's output for aligned query rows and histories, in eval mode
+    (``like=False``: retrieval only, see ``TwoTowerModel.encode_query``)."""
     with eval_mode(model):
         parts = [
             model.encode_query(
                 side.take(rows).inputs(),
                 history.take(rows).inputs() if history is not None else None,
+                like=like,
             )
             for rows in _chunks(len(side), batch_size)
         ]
     return TowerOutput.cat(parts)
+
+
+@torch.no_grad()
+def encode_candidates(
+    model: TwoTowerModel, candidates: SideTensors, batch_size: int = 4096
+) -> TowerOutput:
+    """The candidate tower's output for every row of ``candidates``, in eval mode."""
+    with eval_mode(model):
+        return TowerOutput.cat(
+            [
+                model.encode_candidate(candidates.take(rows).inputs())
+                for rows in _chunks(len(candidates), batch_size)
+            ]
+        )
 
 
 @torch.no_grad()
@@ -125,15 +143,8 @@ def embed_tables(
     catalogue item through their towers."""
     queries, candidates = artifacts.query_tables, artifacts.candidate_tables
     history = history if history is not None else artifacts.query_history
-    users = _encode(model, queries, history, batch_size)
-    with eval_mode(model):
-        items = TowerOutput.cat(
-            [
-                model.encode_candidate(candidates.take(rows).inputs())
-                for rows in _chunks(len(candidates), batch_size)
-            ]
-        )
-    return QueryTables(queries, users), items
+    users = encode_queries(model, queries, history, batch_size)
+    return QueryTables(queries, users), encode_candidates(model, candidates, batch_size)
 
 
 def model_scorer(
