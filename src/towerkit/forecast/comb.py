@@ -5,8 +5,8 @@ Naive) is fitted on the series' history up to the cutoff, never later (the leaka
 forecasts the horizon; the comb is their median. The model gets the comb as its anchor and every
 member as an input, so it can weigh them per window (as FFORMA does).
 
-AutoETS is slow (~26 ms a series on one thread, ~20 minutes for the full recipe's training
-windows), so a member's forecasts are cached per window rather than per batch: one file per
+AutoETS is slow (up to ~64 ms a series on one core for long histories, ~25 minutes for the full
+recipe's training and validation windows on 2 cores), so a member's forecasts are cached per window rather than per batch: one file per
 member and data fingerprint holds every (repository, cutoff) computed so far, is filled in
 chunks with a progress bar and written after each chunk, so an interrupted run resumes and
 another split (validation, test, the inner splits of ``forecast_variants.py --inner``) only
