@@ -19,18 +19,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 KS = (10, 20, 50)
-
-
-def _seen(user_rows: np.ndarray, item_rows: np.ndarray, n_users: int) -> list[list[int]]:
-    rows: list[list[int]] = [[] for _ in range(n_users)]
-    for user, item in zip(user_rows.tolist(), item_rows.tolist(), strict=True):
-        rows[user].append(item)
-    return rows
 
 
 def reranked(
@@ -59,14 +51,14 @@ def reranked(
 
 def run_seed(seed: int, pools: list[int], data: object) -> None:
     from towerkit.core.metrics import full_ranking_metrics
-    from towerkit.rec.twotower.evaluation import model_scorer
+    from towerkit.rec.twotower.evaluation import model_scorer, seen_item_lists
     from two_tower_validation import fit_variant
 
     fitted = fit_variant([f"trainer.seed={seed}"], data)
     prepared, model = fitted.prepared, fitted.model
     scorer = model_scorer(model, prepared.artifacts, prepared.histories("val"))
     positives = prepared.val.positives(prepared.n_users)
-    seen = _seen(prepared.train.user_rows, prepared.train.item_rows, prepared.n_users)
+    seen = seen_item_lists(prepared.train, prepared.n_users)
     temperature = float(fitted.config.loss.temperature)
     variants: list[tuple[str, Callable[[torch.Tensor], object]]] = [
         ("retrieval", scorer.full_scores)

@@ -7,7 +7,7 @@ an unknown feature key), 404 for a user id the model has never seen.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from towerkit.core.errors import TowerkitError
-from towerkit.rec.serving.service import DEFAULT_POOL, MAX_K, RecService, UnknownUserError
+from towerkit.rec.serving.service import (
+    DEFAULT_POOL,
+    MAX_K,
+    Ranking,
+    RecService,
+    UnknownUserError,
+)
 
 
 class RecommendRequest(BaseModel):
@@ -37,7 +43,7 @@ class RecommendRequest(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = Field(True, description="leave out what user_id already swiped on")
     exclude: list[str | int] = Field(default_factory=list, description="more ids to leave out")
-    rank_by: Literal["retrieval", "like"] = Field(
+    rank_by: Ranking = Field(
         "retrieval",
         description="retrieval: by cosine; like: the top `pool` by cosine re-ranked by like "
         "probability",

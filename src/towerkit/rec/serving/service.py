@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -29,7 +29,8 @@ from towerkit.rec.twotower.towers import TowerOutput
 
 DEFAULT_REF = "rec-two-tower@production"
 MAX_K = 1000
-RANKINGS = ("retrieval", "like")
+Ranking = Literal["retrieval", "like"]
+RANKINGS: tuple[str, ...] = get_args(Ranking)
 DEFAULT_POOL = 100  # candidates retrieval hands to the like re-ranking
 TUNING_USERS = 2000  # query embeddings of up to this many known users tune IVF / HNSW
 
@@ -132,7 +133,7 @@ class RecService:
         exclude: Iterable[str] = (),
         liked: Sequence[str] = (),
         passed: Sequence[str] = (),
-        rank_by: str = "retrieval",
+        rank_by: Ranking = "retrieval",
         pool: int = DEFAULT_POOL,
     ) -> tuple[Served, list[Recommended]]:
         """Top ``k``, best first, without ``exclude`` and (``exclude_seen``) the items the user

@@ -174,7 +174,7 @@ def evaluate_scorer(
         scores = scorer.pair_scores(held_out.user_rows, held_out.item_rows)
         metrics["auc"] = roc_auc(labels.astype(np.int64), scores)
     positives = held_out.positives(n_users)
-    exclude = _sets(before, n_users)
+    exclude = seen_item_lists(before, n_users)
     metrics.update(_ranking(scorer, positives, exclude, n_items, ks, ""))
     if warm_users is not None:
         warm = set(warm_users.tolist())
@@ -200,7 +200,8 @@ def _ranking(
     return kept
 
 
-def _sets(encoded: EncodedInteractions, n_users: int) -> list[list[int]]:
+def seen_item_lists(encoded: EncodedInteractions, n_users: int) -> list[list[int]]:
+    """Per user row, the item rows of their interactions in ``encoded`` (what ranking excludes)."""
     rows: list[list[int]] = [[] for _ in range(n_users)]
     for user, item in zip(encoded.user_rows, encoded.item_rows, strict=True):
         rows[user].append(int(item))
