@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_write:
             write_section(text)
     if "serving" in parts:
-        run_serving(rest)
+        run_serving([*rest, "--no-write"] if args.no_write else rest)
 
 
 if __name__ == "__main__":
