@@ -31,6 +31,7 @@ from towerkit.forecast import model as _model  # noqa: F401  (registers the dual
 from towerkit.forecast.data import (
     ForecastData,
     ForecastDataConfig,
+    SplitWindows,
     WindowDataset,
     load_data,
     predict_scaled,
@@ -207,23 +208,37 @@ def _refit(
     config: ForecastRecipeConfig, data: ForecastData, best_step: int, run_dir: Path
 ) -> tuple[DualTowerForecaster, int]:
     """A fresh model trained on train + validation windows for the chosen epoch count."""
-    from towerkit.core.trainer import Trainer
-
     if len(config.trainer.stages) != 1:
         raise ConfigError("refit: expected a single trainer stage")
     steps_per_epoch = math.ceil(len(data.train.arrays.pairs) / config.trainer.batch_size)
     epochs = max(1, round(best_step / steps_per_epoch))
+    model = train_for_epochs(config, data, [data.train, data.val], epochs, run_dir / "refit")
+    return model, epochs
+
+
+def train_for_epochs(
+    config: ForecastRecipeConfig,
+    data: ForecastData,
+    windows: list[SplitWindows],
+    epochs: int,
+    run_dir: Path,
+) -> DualTowerForecaster:
+    """A fresh model (seed ``trainer.seed``) trained on these windows for ``epochs`` epochs of
+    the recipe's single stage, without early stopping: the refit, or a retrain at a later
+    cutoff."""
+    from towerkit.core.trainer import Trainer
+
     stage = replace(config.trainer.stages[0], epochs=epochs)
     trainer_config = replace(
         config.trainer, stages=[stage], early_stopping_metric=None, restore_best=False
     )
     torch.manual_seed(config.trainer.seed)
     model = build_model(config, data)
-    windows: ConcatDataset[dict[str, torch.Tensor]] = ConcatDataset(
-        [WindowDataset(data.train), WindowDataset(data.val)]
+    joined: ConcatDataset[dict[str, torch.Tensor]] = ConcatDataset(
+        [WindowDataset(w) for w in windows]
     )
-    Trainer(model, trainer_config, windows, loss_fn=_loss_fn, run_dir=run_dir / "refit").fit()
-    return model, epochs
+    Trainer(model, trainer_config, joined, loss_fn=_loss_fn, run_dir=run_dir).fit()
+    return model
 
 
 def _train_member(
