@@ -235,8 +235,28 @@ def test_predictor_casts_inputs_and_checks_names(mlp_onnx: tuple[nn.Module, Path
         OnnxPredictor(path.with_name("absent.onnx"))
 
 
-def test_measure_latency_reports_percentiles() -> None:
+def test_measure_latency_reports_percentiles(monkeypatch: pytest.MonkeyPatch) -> None:
     stats = measure_latency(lambda: time.sleep(0.002), n_warmup=1, n_iter=10)
     assert 2.0 <= stats["p50_ms"] <= stats["p99_ms"] < 200.0
+    assert set(stats) == {"p50_ms", "p99_ms", "mean_ms"} and 2.0 <= stats["mean_ms"] < 200.0
+
+    # on a fake clock the i-th timed call lasts i ms and the warm-up calls are left out
+    now = [0.0]
+    calls = []
+
+    def call() -> None:
+        calls.append(len(calls))
+        now[0] += 1.0 if len(calls) <= 2 else (len(calls) - 2) / 1000.0  # warm-up: 1 s each
+
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    exact = measure_latency(call, n_warmup=2, n_iter=10)
+    assert len(calls) == 12
+    assert exact == pytest.approx(
+        {
+            "p50_ms": float(np.percentile(np.arange(1, 11), 50)),  # 5.5
+            "p99_ms": float(np.percentile(np.arange(1, 11), 99)),  # 9.91
+            "mean_ms": 5.5,
+        }
+    )
     with pytest.raises(TowerkitError, match="n_iter >= 1"):
         measure_latency(lambda: None, n_warmup=0, n_iter=0)

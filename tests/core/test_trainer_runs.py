@@ -14,7 +14,7 @@ import pytest
 import torch
 from rich.console import Console
 from torch.utils.data import TensorDataset
-from trainer_helpers import Recorder, TwoPart, changed, quiet, scripted_eval, xent
+from trainer_helpers import Recorder, TwoPart, changed, quiet, scripted_eval, snapshot, xent
 
 from towerkit.core.callbacks import ProgressBar
 from towerkit.core.config import load_config
@@ -199,6 +199,8 @@ def test_worker_processes_do_not_change_what_is_trained(
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.equal(a, b)
+    trained = snapshot(models[0])  # equal because both trained alike, not because neither moved
+    assert changed(snapshot(TwoPart()), trained) == set(trained)
 
 
 def test_mlflow_requested_but_not_installed_is_logged_not_fatal(

@@ -159,3 +159,7 @@ def test_mixed_precision_choices_on_cpu(tmp_path: Path, digits: TensorDataset) -
         Trainer(TwoPart(), quiet(mixed_precision="fp16"), digits, xent, tmp_path)
     trainer = Trainer(TwoPart(), quiet(mixed_precision="auto"), digits, xent, tmp_path)
     assert trainer.accelerator.mixed_precision == "no"  # auto: bf16 only on GPUs that have it
+    for requested in ("no", "bf16"):  # asked for by name: taken as it is (bf16 runs on a CPU)
+        config = quiet(mixed_precision=requested)
+        trainer = Trainer(TwoPart(), config, digits, xent, tmp_path / requested)
+        assert trainer.accelerator.mixed_precision == requested
