@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,6 +16,7 @@ from safetensors.torch import load_file
 from towerkit.cli import main
 from towerkit.core.errors import TowerkitError
 from towerkit.core.registry import ModelRegistry
+from towerkit.rec.store.movielens import MovieLens
 from towerkit.rec.twotower.api import load_bundle
 from towerkit.rec.twotower.data import InteractionData
 from towerkit.rec.twotower.model import TwoTowerModel
@@ -25,7 +28,11 @@ def _run_dirs(root: Path) -> list[Path]:
 
 
 def test_cli_train_then_evaluate_on_a_store(
-    synthetic_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: list[str]
+    synthetic_store: str,
+    synthetic: MovieLens,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fast: list[str],
 ) -> None:
     every_baseline = "baselines.names=[popularity, als, bpr]"
     assert main(["rec", "train", "--db", synthetic_store, *fast, every_baseline]) == 0
@@ -34,7 +41,9 @@ def test_cli_train_then_evaluate_on_a_store(
     for name in ("two_tower", "popularity", "als", "bpr"):
         assert name in out
     run = _run_dirs(tmp_path / "runs")[-1]
-    assert (run / "data" / "manifest.json").is_file()  # the store was exported into the run
+    manifest = json.loads((run / "data" / "manifest.json").read_text())  # the store, exported
+    assert manifest["interactions"]["rows"] == synthetic.ratings.height
+    assert (manifest["users"]["rows"], manifest["items"]["rows"]) == (40, 30)
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= metrics["test_two_tower_recall@10"] <= 1.0
     assert "test_als_auc" in metrics and "test_ratio_recall@10_vs_popularity" in metrics
@@ -49,6 +58,8 @@ def test_cli_train_then_evaluate_on_a_store(
     # evaluate reproduces the numbers train reported on the same split
     table = json.loads((run / "evaluation.json").read_text())["test"]
     assert f"{table['two_tower']['recall@10']:.4f}" in evaluated
+    assert table["two_tower"]["recall@10"] == metrics["test_two_tower_recall@10"]
+    assert table["als"]["auc"] == metrics["test_als_auc"]
 
 
 def test_cli_errors_are_one_line(
@@ -120,10 +131,19 @@ def test_bundle_api(synthetic_data: InteractionData, tmp_path: Path, fast: list[
     assert by_features.shape == (16,)
     with pytest.raises(TowerkitError, match="unknown key 'shoe_size'"):
         bundle.query_embedding_from_features({"shoe_size": 44})
-    split = outcome.run_dir / "evaluation.json"
-    assert split.is_file()
+    evaluation = json.loads((outcome.run_dir / "evaluation.json").read_text())
+    assert evaluation["test"] == outcome.table
     seen = bundle.seen_items("1")
     assert seen and seen <= set(ids) and bundle.seen_items("no-such-user") == set()
+    # seen: what each user swiped on before the validation split, nothing after it
+    split = json.loads((outcome.run_dir / "split.json").read_text())
+    val_start = datetime.fromisoformat(split["val_start"])
+    log = synthetic_data.interactions
+    users = [str(u) for u in range(1, 11)]
+    assert set(log.filter(pl.col("created_at") >= val_start)["viewer_id"]) & set(users)
+    for user in users:  # (some of them swiped after it too: checked just above)
+        before = log.filter((pl.col("viewer_id") == user) & (pl.col("created_at") < val_start))
+        assert bundle.seen_items(user) == set(before["target_id"]), user
     module, example, names = bundle.query_tower_for_export()
     assert names[0] == "id_index" and len(example) == len(names)
     expected = bundle.query_embeddings(
@@ -145,4 +165,5 @@ def test_saved_model_keeps_its_features(
             getattr(loaded.artifacts.candidate_tables, name),
             getattr(outcome.model.artifacts.candidate_tables, name),
         )
-    assert ModelRegistry().get("rec-two-tower", 1).metrics["test_two_tower_recall@10"] >= 0
+    registered = ModelRegistry().get("rec-two-tower", 1).metrics["test_two_tower_recall@10"]
+    assert registered == outcome.metrics["test_two_tower_recall@10"]

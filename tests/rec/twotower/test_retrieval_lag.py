@@ -3,10 +3,12 @@ the event, the like path on the history as of the event; checked against the log
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.rec.twotower.data import InteractionData, SplitConfig
@@ -63,6 +65,7 @@ def test_the_retrieval_embedding_reads_the_lagged_history_the_like_path_the_fres
 def test_a_lag_needs_a_retrieval_that_reads_the_history(
     synthetic_data: InteractionData, tmp_path: Path, fast: list[str]
 ) -> None:
+    from towerkit.rec.twotower.api import load_bundle
     from towerkit.rec.twotower.recipe import train
 
     overrides = [*fast, "features.retrieval_lag_days=1", "model.like_towers=true"]
@@ -73,3 +76,15 @@ def test_a_lag_needs_a_retrieval_that_reads_the_history(
                     promote="never", runs_root=tmp_path)  # fmt: skip
     assert 0.0 <= outcome.table["two_tower"]["auc"] <= 1.0
     assert outcome.model.retrieval_history
+    # the run keeps the lag and the model that trained with it
+    saved = yaml.safe_load((outcome.run_dir / "config.yaml").read_text())
+    assert saved["features"]["retrieval_lag_days"] == 1.0
+    assert saved["model"]["history_into"] == "both"
+    written = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert {k: written[k] for k in outcome.metrics} == outcome.metrics
+    assert written["test_two_tower_auc"] == outcome.table["two_tower"]["auc"]
+    reloaded = load_bundle(str(outcome.run_dir)).model
+    assert reloaded.retrieval_history
+    weights, again = outcome.model.state_dict(), reloaded.state_dict()
+    assert list(again) == list(weights)
+    assert all(torch.equal(again[name], weights[name]) for name in weights)
