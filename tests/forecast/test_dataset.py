@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.dataset import build_table, read_panel, write_table
@@ -32,4 +34,17 @@ def test_table_round_trip_and_report(corpus: Path, tmp_path: Path) -> None:
     assert np.isnan(panel.values[widget, :, panel.features.index("change_requests")]).all()
     assert np.isnan(panel.values[tool, :, panel.features.index("issues_new")]).all()
     assert not np.isnan(panel.values[tool, :, panel.features.index("stars")]).any()
-    assert (tmp_path / "t.report.json").is_file()
+    rocket_row, response = panel.repos.index("acme/rocket"), "issue_response_time_avg"
+    assert (
+        panel.values[rocket_row, panel.first[rocket_row] + 3, panel.features.index(response)] == 2.5
+    )
+    # the Parquet file reads back as the table, and the report beside it is the report
+    assert pl.read_parquet(tmp_path / "t.parquet").equals(table)
+    written = json.loads((tmp_path / "t.report.json").read_text())
+    assert written == {
+        "summary": report.summary(),
+        "missing": report.missing,
+        "malformed": report.malformed,
+    }
+    assert written["summary"].startswith(f"3 repositories, {report.files} files read, ")
+    assert written["summary"].endswith(", 1 malformed (skipped)")

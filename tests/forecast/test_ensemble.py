@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,5 +69,13 @@ def test_recipe_ensemble_equals_the_single_runs_of_its_seeds(
 
     loaded = load_forecaster(str(joined.run_dir), registry)
     assert loaded.model.config.members == 2
+    np.testing.assert_array_equal(
+        predict_scaled(loaded.model.eval(), val), predict_scaled(joined.model, val)
+    )
+    # the registered version is this run, with its model and its numbers
+    registered = registry.resolve(joined.version.uri)
+    assert registered.run_dir == str(joined.run_dir)
+    assert Path(registered.model_dir) == joined.run_dir / "model"
+    assert registered.metrics["members"] == 2
     with pytest.raises(ConfigError, match="ensemble"):
         train(small_recipe("ensemble=0"), registry=registry)  # type: ignore[arg-type]

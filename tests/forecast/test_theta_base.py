@@ -3,6 +3,8 @@ round trip, the cache, the model's anchor and config validation."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -184,6 +186,13 @@ def test_train_with_theta_base_and_refit(tmp_path: Path, small_recipe: Callable[
     # the refit windows' targets all end by the first test cutoff
     assert data.val.arrays.pairs[:, 1].max() + config.data.horizon <= data.splits.test[0]
     assert (result.run_dir / "refit").is_dir()
+    # the refit trains for the epochs the best step stood at, on train + validation windows
+    batch = config.trainer.batch_size
+    epochs = max(1, round(steps / math.ceil(len(data.train.arrays.pairs) / batch)))
+    assert result.metrics["refit_epochs"] == epochs
+    joined = len(data.train.arrays.pairs) + len(data.val.arrays.pairs)
+    index = json.loads((result.run_dir / "refit" / "checkpoints" / "index.json").read_text())
+    assert index["latest"] == f"step-{epochs * math.ceil(joined / batch):08d}"
     test = data.windows(data.splits.test)
     assert test.base is not None and test.base.shape == test.y.shape
     from towerkit.forecast.evaluation import forecast_repo

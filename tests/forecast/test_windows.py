@@ -30,6 +30,14 @@ def test_no_target_month_crosses_the_next_cutoff(panel: Panel) -> None:
     for split, next_cutoff in ((splits.train, splits.val[0]), (splits.val, splits.test[0])):
         pairs = window_index(panel, split, min_history=6, horizon=HORIZON)
         assert len(pairs) > 0
+        # every (repo, cutoff) with 6 months of history by the cutoff and all its targets
+        expected = [
+            (r, c)
+            for c in split
+            for r in range(len(panel.repos))
+            if c - int(panel.first[r]) + 1 >= 6 and c + HORIZON <= panel.end
+        ]
+        assert pairs.tolist() == [list(pair) for pair in expected]
         target_months = pairs[:, 1:2] + np.arange(1, HORIZON + 1)[None, :]
         assert target_months.max() <= next_cutoff  # would fail if a target crossed the cutoff
     every = [c for s in (splits.train, splits.val, splits.test) for c in s]
