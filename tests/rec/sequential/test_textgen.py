@@ -122,6 +122,11 @@ def test_cache_key_covers_backend_prompt_and_input() -> None:
     assert item_request("i0", {"title": "Item 0"}, prompts).cache_key("x") != a.cache_key("x")
     longer = load_prompts(PROMPTS, ["item.max_new_tokens=99"])
     assert item_request("i0", {"title": "Item 0"}, longer).cache_key("x") != a.cache_key("x")
+    # the same request built again keys the same (a sha256), so a later run finds the text
+    key = a.cache_key("x")
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert _requests(1)[0].cache_key("x") == key
+    assert item_request("i0", {"title": "Item 0"}, load_prompts(PROMPTS)).cache_key("x") == key
 
 
 def test_limit_sends_only_the_first_requests_and_fills_the_rest(tmp_path: Path) -> None:
