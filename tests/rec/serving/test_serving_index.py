@@ -93,10 +93,22 @@ def test_save_load_round_trip(
 
 
 def test_save_replaces_whole_folder(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
-    items, _ = data
+    items, queries = data
     CandidateIndex.build(items[:100], kind="exact").save(tmp_path / "idx")
-    CandidateIndex.build(items[:50], kind="exact").save(tmp_path / "idx")
-    assert len(CandidateIndex.load(tmp_path / "idx")) == 50
+    second = CandidateIndex.build(items[:50], kind="exact")
+    second.save(tmp_path / "idx")
+    loaded = CandidateIndex.load(tmp_path / "idx")
+    assert len(loaded) == 50 and loaded.ids == second.ids
+    # nothing of the first index is left: the folder holds the second one's files only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [
+        "ids.json",
+        "index.faiss",
+        "index.json",
+    ]
+    before, after = second.search_rows(queries, 10), loaded.search_rows(queries, 10)
+    np.testing.assert_array_equal(before[1], after[1])
+    assert int(after[1].max()) < 50
 
 
 def test_bad_input_is_refused_with_a_reason(tmp_path: Path) -> None:
