@@ -11,6 +11,7 @@ import pytest
 
 from towerkit.core.errors import TowerkitError
 from towerkit.zoo.data.vision import (
+    FASHION_MNIST_CLASSES,
     FASHION_MNIST_FILES,
     ImageDataset,
     load_fashion_mnist,
@@ -86,6 +87,13 @@ def test_fashion_loader_checks_counts_and_labels(tmp_path: Path) -> None:
     paths = write_fake_fashion(tmp_path)
     arrays = load_fashion_mnist(tmp_path)
     assert arrays.train_images.shape == (6, 28, 28) and arrays.test_labels.tolist() == [0, 1, 2, 3]
+    # the pixels are the files' bytes after their 16-byte header, the labels as written
+    for images, key in ((arrays.train_images, "train_images"), (arrays.test_images, "test_images")):
+        with gzip.open(paths[key], "rb") as fh:
+            raw = np.frombuffer(fh.read()[16:], dtype=np.uint8)
+        np.testing.assert_array_equal(images, raw.reshape(images.shape))
+    assert arrays.train_labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert arrays.class_names == FASHION_MNIST_CLASSES and len(arrays.class_names) == 10
     write_idx(paths["train_labels"], np.arange(5))  # 5 labels for 6 images
     with pytest.raises(TowerkitError, match="5 labels for 6 images") as err:
         load_fashion_mnist(tmp_path)
