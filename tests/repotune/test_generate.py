@@ -102,6 +102,7 @@ def test_deduplicate_and_bad_config(tmp_path: Path) -> None:
 
     base = "the quick brown fox jumps over the lazy dog near the river bank today " * 3
     rows = [row(base), row(base + "!"), row("an entirely different answer about parsers and files")]
-    assert len(deduplicate(rows, 0.8)) == 2
+    assert deduplicate(rows, 0.8) == [rows[0], rows[2]]  # the first of the near-twins stays
+    assert deduplicate([rows[2], rows[0], rows[2]], 0.8) == [rows[2], rows[0]]
     with pytest.raises(TowerkitError, match="three fractions"):
         generate_dataset(tmp_path, tmp_path / "d", GenerateConfig(split=[0.5, 0.5]))
