@@ -178,6 +178,16 @@ def test_bundle_needs_every_download(tmp_path: Path) -> None:
     with pytest.raises(TowerkitError, match=r"no source worked: url file://.*one\.gz \(\+1 more\)"):
         fetch("bundle")
     assert not cache_dir("bundle").exists()
+    # with the second download there, the asset is both files, each as downloaded
+    (tmp_path / "two.gz").write_bytes(b"22")
+    path = fetch("bundle")
+    assert sorted(p.name for p in path.iterdir()) == ["one.gz", "two.gz"]
+    assert [(path / n).read_bytes() for n in ("one.gz", "two.gz")] == [b"1", b"22"]
+    manifest = read_manifest("bundle")
+    assert manifest is not None and manifest["files"] == {
+        "one.gz": {"bytes": 1, "sha256": sha(b"1")},
+        "two.gz": {"bytes": 2, "sha256": sha(b"22")},
+    }
 
 
 def test_missing_required_file_makes_a_source_fail(tmp_path: Path) -> None:
