@@ -60,12 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # usage errors: typer raises its own vendored click's exceptions
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if isinstance(exc, click.ClickException | typer.TyperException) and hasattr(
+            exc, "format_message"
+        ):
+            # one line, like a TowerkitError: the unknown option, missing or bad argument
+            message = " ".join(str(exc.format_message()).split())
+            if message:  # empty: no arguments at all, and the help is already shown
+                print(f"error: {message} (see --help)", file=sys.stderr)
+            return int(getattr(exc, "exit_code", 2))
         raise
     return 0
 
