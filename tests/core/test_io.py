@@ -90,3 +90,37 @@ def test_the_umask_fallback_without_proc_puts_it_back(monkeypatch: pytest.Monkey
         assert os.umask(0o027) == 0o027
     finally:
         os.umask(old)
+
+
+def test_read_json_object_names_the_file_and_what_was_expected(tmp_path: Path) -> None:
+    from towerkit.core.errors import TowerkitError
+    from towerkit.core.io import read_json_object
+
+    path = tmp_path / "info.json"
+    path.write_text("{oops")
+    with pytest.raises(TowerkitError, match=r"info\.json: not valid JSON .*; run it again"):
+        read_json_object(path, "run it again")
+    path.write_text("[1, 2]")
+    with pytest.raises(TowerkitError, match=r"info\.json: expected a JSON object, got list"):
+        read_json_object(path)
+    with pytest.raises(TowerkitError, match=r"absent\.json: not found"):
+        read_json_object(tmp_path / "absent.json")
+    path.write_text('{"a": 1}')
+    assert read_json_object(path) == {"a": 1}
+
+
+def test_read_parquet_turns_an_empty_or_corrupt_file_into_one_line(tmp_path: Path) -> None:
+    import polars as pl
+
+    from towerkit.core.errors import TowerkitError
+    from towerkit.core.io import read_parquet
+
+    empty, junk, good = tmp_path / "empty.parquet", tmp_path / "junk.parquet", tmp_path / "ok.pq"
+    empty.write_bytes(b"")
+    junk.write_text("not parquet at all")
+    for path in (empty, junk):
+        with pytest.raises(TowerkitError, match=rf"{path.name}: not a readable Parquet file") as e:
+            read_parquet(path, "export again")
+        assert "\n" not in str(e.value) and str(e.value).endswith("; export again")
+    pl.DataFrame({"a": [1, 2]}).write_parquet(good)
+    assert read_parquet(good)["a"].to_list() == [1, 2]

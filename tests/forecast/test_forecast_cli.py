@@ -62,6 +62,18 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["forecast", "train", "data.lookback=many"]) == 2
 
 
+def test_corrupt_prepared_table_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "table.parquet"
+    table.write_text("not parquet")
+    assert main(["forecast", "train", f"data.table={table}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{table}: not a readable Parquet file" in err
+    assert "run `towerkit forecast prepare` again" in err
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the OpenDigger corpus is not at {CORPUS}")
 def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> None:

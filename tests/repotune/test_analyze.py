@@ -162,6 +162,19 @@ def test_incremental_and_unparseable(tmp_path: Path) -> None:
     assert load_analysis(out)["elements"] == second["elements"]
 
 
+def test_corrupt_analysis_file_is_one_line_and_analyze_rewrites_it(tmp_path: Path) -> None:
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    repo.mkdir()
+    (repo / "m.py").write_text("def f(x: int) -> int:\n    return x\n")
+    out.mkdir()
+    (out / "repository_analysis.json").write_text("{truncated")
+    with pytest.raises(TowerkitError, match=r"repository_analysis\.json: not valid JSON"):
+        load_analysis(out)
+    data = analyze_repository(repo, out, workers=1, progress=False)  # not reused, parsed again
+    assert data["stats"]["files_parsed"] == 1
+    assert [e["id"] for e in load_analysis(out)["elements"]] == ["m.py::f"]
+
+
 def test_git_url_and_bad_path(tmp_path: Path) -> None:
     repo = tmp_path / "gitrepo"
     repo.mkdir()

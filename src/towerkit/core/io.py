@@ -81,3 +81,39 @@ def write_text_atomic(target: str | Path, text: str) -> None:
 
 def write_json_atomic(target: str | Path, data: Any) -> None:
     write_text_atomic(target, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json_object(path: str | Path, hint: str = "") -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else is one-line TowerkitError naming the
+    file (``hint``, e.g. "run `towerkit ... prepare` again", is added to the message)."""
+    from towerkit.core.errors import TowerkitError
+
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TowerkitError(f"{path}: not found{tail}") from None
+    except (OSError, ValueError) as exc:
+        raise TowerkitError(f"{path}: not valid JSON ({exc}){tail}") from None
+    if not isinstance(data, dict):
+        raise TowerkitError(f"{path}: expected a JSON object, got {type(data).__name__}{tail}")
+    return data
+
+
+def read_parquet(path: str | Path, hint: str = "") -> Any:
+    """A Parquet file as a polars DataFrame; a missing, empty or corrupt file is one-line
+    TowerkitError naming it instead of polars' own error and a traceback."""
+    import polars as pl
+
+    from towerkit.core.errors import TowerkitError
+
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    if not path.is_file():
+        raise TowerkitError(f"{path}: not found{tail}")
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise TowerkitError(f"{path}: not a readable Parquet file ({reason}){tail}") from None

@@ -19,7 +19,7 @@ import polars as pl
 from rich.progress import Progress
 
 from towerkit.core.errors import TowerkitError
-from towerkit.core.io import atomic_path, write_json_atomic
+from towerkit.core.io import atomic_path, read_parquet, write_json_atomic
 from towerkit.forecast.client import DEFAULT_METRICS
 from towerkit.forecast.parse import (
     MalformedMetric,
@@ -250,7 +250,7 @@ class Panel:
 def read_panel(path: Path, repos_limit: int = 0) -> Panel:
     if not path.is_file():
         raise TowerkitError(f"{path}: no prepared dataset (run `towerkit forecast prepare`)")
-    table = pl.read_parquet(path)
+    table = read_parquet(path, "run `towerkit forecast prepare` again")
     for column in ("repo", "month", "orgs"):
         if column not in table.columns:
             raise TowerkitError(f"{path}: expected a column {column!r}")

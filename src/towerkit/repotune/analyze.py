@@ -20,7 +20,7 @@ from typing import Any
 from rich.progress import Progress
 
 from towerkit.core.errors import TowerkitError
-from towerkit.core.io import write_json_atomic
+from towerkit.core.io import read_json_object, write_json_atomic
 from towerkit.core.paths import towerkit_home
 from towerkit.repotune.graph import call_graph, code_patterns, module_interactions
 from towerkit.repotune.project import project_context
@@ -143,7 +143,12 @@ def analyze_file(root: str, rel: str) -> FileResult:
 def _previous(out_file: Path) -> dict[str, FileResult]:
     if not out_file.is_file():
         return {}
-    data = json.loads(out_file.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(out_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a damaged earlier analysis: parse every file again and overwrite it
+    if not isinstance(data, dict):
+        return {}
     if data.get("schema_version") != SCHEMA_VERSION or data.get("analyzer") != analyzer_digest():
         return {}
     by_file: dict[str, list[CodeElement]] = {}
@@ -258,7 +263,7 @@ def load_analysis(path: Path) -> dict[str, Any]:
     file = path / ANALYSIS_FILE if path.is_dir() else path
     if not file.is_file():
         raise TowerkitError(f"{file}: no analysis here; run `towerkit repotune analyze` first")
-    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    data = read_json_object(file, "run `towerkit repotune analyze --full` again")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise TowerkitError(
             f"{file}: schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION!r}"

@@ -148,6 +148,17 @@ def test_load_rejects_a_folder_that_is_not_prepared(tmp_path: Path) -> None:
         SeqDataset.load(tmp_path)
 
 
+def test_load_names_a_corrupt_dataset_json_or_parquet(tmp_path: Path) -> None:
+    path = _write(tmp_path / "seq.txt", "a 1 2 3 4\nb 2 3 1\n")
+    folder = build_dataset(read_source("seqfile", path), "toy", 1, 1).save(tmp_path / "prepared")
+    (folder / "items.parquet").write_text("junk")
+    with pytest.raises(TowerkitError, match=r"items\.parquet: not a readable Parquet file"):
+        SeqDataset.load(folder)
+    (folder / "dataset.json").write_text("{oops")
+    with pytest.raises(TowerkitError, match=r"dataset\.json: not valid JSON .*prepare --force"):
+        SeqDataset.load(folder)
+
+
 def test_movielens_100k_five_core(ml100k_dir: Path) -> None:
     data = build_dataset(read_source("ml-100k", ml100k_dir), "ml-100k")
     assert (data.n_users, data.n_items, data.n_interactions) == (943, 1349, 99287)

@@ -276,3 +276,12 @@ def test_an_empty_store_exports_empty_frames_with_the_contract_types(tmp_path: P
         "genres": pl.List(pl.String),
     }  # fmt: skip
     assert data.users.height == 0 and data.users.columns[0] == "user_id"
+
+
+def test_a_corrupt_export_file_is_one_line(sqlite_store: Engine, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    export_store(sqlite_store, out)
+    (out / "users.parquet").write_text("")  # e.g. a disk that filled up
+    with pytest.raises(TowerkitError, match=r"users\.parquet: not a readable Parquet file") as e:
+        read_export(out)
+    assert "\n" not in str(e.value) and "towerkit rec export --full" in str(e.value)

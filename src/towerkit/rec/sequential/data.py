@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from towerkit.core.errors import TowerkitError
-from towerkit.core.io import atomic_dir
+from towerkit.core.io import atomic_dir, read_json_object, read_parquet
 from towerkit.rec.sequential.formats import ITEM_FIELDS, RawData
 
 FORMAT_VERSION = 1
@@ -148,14 +148,15 @@ class SeqDataset:
                 f"{folder}: not a prepared dataset (no dataset.json); run "
                 "`towerkit rec seq prepare` first"
             )
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        again = "prepare the dataset again (`towerkit rec seq prepare --force`)"
+        info = read_json_object(info_path, again)
         if info.get("format_version") != FORMAT_VERSION:
             raise TowerkitError(
                 f"{info_path}: format_version {info.get('format_version')!r}, this towerkit "
                 f"reads {FORMAT_VERSION}: prepare the dataset again"
             )
-        sequences = pl.read_parquet(folder / "sequences.parquet").sort("user")
-        items = pl.read_parquet(folder / "items.parquet").sort("item")
+        sequences = read_parquet(folder / "sequences.parquet", again).sort("user")
+        items = read_parquet(folder / "items.parquet", again).sort("item")
         meta_columns = [c for c in items.columns if c in ITEM_FIELDS]
         return cls(
             name=str(info["name"]),

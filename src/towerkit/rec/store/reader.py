@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from towerkit.core.errors import TowerkitError
+from towerkit.core.io import read_parquet
 from towerkit.rec.store.layout import INTERACTION_SCHEMA, Layout, read_manifest, read_watermark
 
 
@@ -33,7 +34,8 @@ class ExportedData:
 def _read_parquet(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise TowerkitError(f"{path}: missing from the export; run `towerkit rec export` again")
-    return pl.read_parquet(path)
+    frame: pl.DataFrame = read_parquet(path, "run `towerkit rec export --full` again")
+    return frame
 
 
 def _interactions(paths: list[Path]) -> pl.DataFrame:
