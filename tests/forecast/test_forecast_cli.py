@@ -62,6 +62,29 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["forecast", "train", "data.lookback=many"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.lookback=-1", "data: lookback: expected >= 1, got -1"),
+        ("data.train_stride=0", "data: train_stride: expected >= 1, got 0"),
+        ("model.dropout=1.5", "model: dropout: expected 0 <= value < 1, got 1.5"),
+        ("model.hidden=0", "model: hidden: expected >= 1, got 0"),
+    ],
+)
+def test_bad_sizes_fail_before_a_run_directory(
+    override: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["forecast", "train", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_corrupt_prepared_table_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

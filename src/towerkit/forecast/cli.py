@@ -98,9 +98,13 @@ def train_command(
     ),
 ) -> None:
     """Train the dual tower (model.use_text=false: the no-text ablation); registers the run."""
+    from towerkit.forecast.model import check_sizes
     from towerkit.forecast.recipe import load_recipe, train
 
-    result = train(load_recipe(config, overrides or []))
+    recipe = load_recipe(config, overrides or [])
+    m = recipe.model
+    check_sizes(m.hidden, m.layers, m.heads, m.dropout)  # before train() makes the run directory
+    result = train(recipe)
     console.print(f"data: {result.data.description}")
     console.print(f"run dir: {result.run_dir}")
     console.print(_metrics_table("forecast train (validation)", result.metrics))

@@ -63,6 +63,7 @@ class DualTowerConfig:
     members: int = 1
 
     def __post_init__(self) -> None:
+        check_sizes(self.hidden, self.layers, self.heads, self.dropout)
         if self.members < 1:
             raise ConfigError(f"model: members: expected >= 1, got {self.members}")
         if self.base not in ("last", "theta", "comb"):
@@ -75,6 +76,15 @@ class DualTowerConfig:
             raise ConfigError("model: quantiles: expected increasing levels that include 0.5")
         if self.encoder == "transformer" and self.hidden % self.heads:
             raise ConfigError("model: hidden must be a multiple of heads for the transformer")
+
+
+def check_sizes(hidden: int, layers: int, heads: int, dropout: float) -> None:
+    """The model section's sizes; the CLI checks them before a run directory is made."""
+    for key, value in (("hidden", hidden), ("layers", layers), ("heads", heads)):
+        if value < 1:
+            raise ConfigError(f"model: {key}: expected >= 1, got {value}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model: dropout: expected 0 <= value < 1, got {dropout}")
 
 
 class TimeTower(nn.Module):
