@@ -77,6 +77,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise _type_error(value, tp, key, source)
 
 
+def check_value(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check one value against annotation ``tp`` (a ConfigError naming ``key`` and ``source``
+    if it does not fit); for a section validated apart from its dataclass."""
+    return _coerce(value, tp, key, source)
+
+
 def _type_error(value: Any, tp: Any, key: str, source: str) -> ConfigError:
     got = f"{value!r} ({type(value).__name__})"
     return ConfigError(f"{source}: key '{key}': expected {_type_name(tp)}, got {got}")

@@ -167,3 +167,36 @@ def test_saved_model_keeps_its_features(
         )
     registered = ModelRegistry().get("rec-two-tower", 1).metrics["test_two_tower_recall@10"]
     assert registered == outcome.metrics["test_two_tower_recall@10"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.hiden=3", "override 'model.hiden=3': unknown key 'model.hiden' (known keys:"),
+        ("model.dropout=abc", "key 'model.dropout': expected float, got 'abc'"),
+        ("arch=nope", "override 'arch=nope': key 'arch': unknown model 'nope'"),
+    ],
+)
+def test_bad_model_settings_fail_when_the_recipe_loads(
+    override: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").mkdir()  # never read: the recipe is refused first
+    assert main(["rec", "train", "--data", str(tmp_path / "export"), override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert list(tmp_path.glob("runs/**/config.yaml")) == []
+
+
+def test_unreadable_data_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").mkdir()
+    assert main(["rec", "train", "--data", str(tmp_path / "export")]) == 2
+    assert "not a towerkit export (no manifest.json)" in capsys.readouterr().err
+    assert list(tmp_path.glob("runs/**/config.yaml")) == []

@@ -10,6 +10,7 @@ evaluate: a model reference -> the data and split its run used -> the same table
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from towerkit.core.config import load_config
-from towerkit.core.errors import TowerkitError
+from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.io import write_json_atomic
 from towerkit.core.model import create_model
 from towerkit.core.paths import repo_root
@@ -85,7 +86,37 @@ def load_recipe(
     extra = [f"data.path={data_dir}"] if data_dir is not None else []
     extra += [f"data.db={db_url}"] if db_url is not None else []
     path = config_path if config_path is not None else default_config_path("quick")
-    return load_config(TwoTowerRecipe, path, [*overrides, *extra])
+    config: TwoTowerRecipe = load_config(TwoTowerRecipe, path, [*overrides, *extra])
+    check_arch(config, f"config file {path}", overrides)
+    return config
+
+
+def check_arch(config: TwoTowerRecipe, source: str, overrides: Sequence[str] = ()) -> None:
+    """``arch`` is a registered two-tower model and every ``model.*`` key is a field of its
+    config with the right type: checked when the recipe loads, not after the data is read."""
+    import dataclasses
+    import typing
+
+    from towerkit.core.config import check_value
+    from towerkit.core.model import list_models
+    from towerkit.rec.twotower.model import TwoTowerConfig
+
+    known_archs = list_models("two-tower")
+    if config.arch not in known_archs:
+        setter = [o for o in overrides if o.partition("=")[0].strip() == "arch"]
+        raise ConfigError(
+            f"{f'override {setter[-1]!r}' if setter else source}: key 'arch': unknown model {config.arch!r} (known: {', '.join(known_archs)})"
+        )
+    hints = typing.get_type_hints(TwoTowerConfig)
+    fields = sorted(f.name for f in dataclasses.fields(TwoTowerConfig))
+    for name, value in config.model.items():
+        setter = [o for o in overrides if o.partition("=")[0].strip() == f"model.{name}"]
+        where = f"override {setter[-1]!r}" if setter else source
+        if name not in hints:
+            raise ConfigError(
+                f"{where}: unknown key 'model.{name}' (known keys: {', '.join(fields)})"
+            )
+        check_value(value, hints[name], f"model.{name}", where)
 
 
 def tower_spec(side: SideFeaturizer) -> TowerSpec:
@@ -236,10 +267,15 @@ def train(
     else:
         config = load_recipe(config_path, overrides, data_dir, db_url)
     run_dir = resume or start_run("rec", config.recipe, config, root=runs_root)
-    data = data if data is not None else load_data(config.data, run_dir)
-    prepared = build_prepared(config, data)
-    save_split(run_dir, prepared)
-    model = build_model(config, prepared)
+    try:
+        data = data if data is not None else load_data(config.data, run_dir)
+        prepared = build_prepared(config, data)
+        save_split(run_dir, prepared)
+        model = build_model(config, prepared)
+    except BaseException:
+        if resume is None:  # bad data or model settings: leave no run directory behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     artifacts = prepared.artifacts
 
     val_histories = prepared.histories("val")
