@@ -85,6 +85,24 @@ def test_bad_sizes_fail_before_a_run_directory(
     assert not (tmp_path / "runs").exists()
 
 
+def test_fetch_refuses_a_bad_base_url_an_empty_list_and_a_file_as_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repos, empty = tmp_path / "repos.txt", tmp_path / "empty.txt"
+    repos.write_text("acme/rocket\n")
+    empty.write_text("# nothing yet\n")
+    base = ["forecast", "fetch", "--out", str(tmp_path / "cache")]
+    assert main([*base, "--repos", str(repos), "--base-url", "notaurl"]) == 2
+    assert "--base-url 'notaurl': expected an http(s)://HOST/... or file:///DIR URL" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--repos", str(empty)]) == 2
+    assert f"--repos {empty}: no owner/name lines" in capsys.readouterr().err
+    assert main(["forecast", "fetch", "--repos", str(repos), "--out", str(repos)]) == 2
+    assert f"--out {repos}: is a file; expected a cache folder" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
 def test_corrupt_prepared_table_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

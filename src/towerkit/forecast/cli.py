@@ -58,7 +58,12 @@ def fetch_command(
     base = base_url or (LEGACY_BASE_URL if layout == "legacy" else DEFAULT_BASE_URL)
     config = ClientConfig(base, layout, retries=retries, concurrency=concurrency)  # type: ignore[arg-type]
     cache = out or towerkit_home() / "forecast" / "opendigger"
-    report = fetch_corpus(read_repo_list(repos), cache, config, refresh=refresh)
+    if cache.exists() and not cache.is_dir():
+        raise TowerkitError(f"--out {cache}: is a file; expected a cache folder")
+    names = read_repo_list(repos)
+    if not names:
+        raise TowerkitError(f"--repos {repos}: no owner/name lines (or repository folders) in it")
+    report = fetch_corpus(names, cache, config, refresh=refresh)
     console.print(f"cache: {cache}")
     console.print(report.summary())
     for url, reason in report.malformed[:10]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -66,6 +67,13 @@ class ClientConfig:
         if self.retries < 0 or self.concurrency < 1 or self.backoff_s < 0 or self.timeout_s <= 0:
             raise TowerkitError(
                 "fetch: expected retries >= 0, concurrency >= 1, backoff >= 0 and timeout > 0"
+            )
+        parsed = urllib.parse.urlsplit(self.base_url)
+        if parsed.scheme not in ("http", "https", "file") or (
+            parsed.scheme != "file" and not parsed.netloc
+        ):
+            raise TowerkitError(
+                f"--base-url {self.base_url!r}: expected an http(s)://HOST/... or file:///DIR URL"
             )
 
     def url(self, repo: str, metric: str) -> str:
