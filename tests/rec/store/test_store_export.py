@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, event, insert, select
 
+from towerkit.cli import main
 from towerkit.core.errors import TowerkitError
 from towerkit.rec.store import export as export_module
 from towerkit.rec.store import export_store, read_export
@@ -285,3 +286,20 @@ def test_a_corrupt_export_file_is_one_line(sqlite_store: Engine, tmp_path: Path)
     with pytest.raises(TowerkitError, match=r"users\.parquet: not a readable Parquet file") as e:
         read_export(out)
     assert "\n" not in str(e.value) and "towerkit rec export --full" in str(e.value)
+
+
+def test_an_out_that_is_a_file_is_one_line(
+    sqlite_store: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    argv = ["rec", "export", "--db", f"sqlite:///{tmp_path / 'store.db'}", "--out"]
+    assert main([*argv, str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --out {notes}: is a file; expected an export folder\n"
+    assert main([*argv, str(notes / "export")]) == 2  # a parent that is a file, too
+    err = capsys.readouterr().err
+    assert err == f"error: --out {notes / 'export'}: {notes} is a file; expected an export folder\n"
+    assert notes.read_text() == "not a folder\n"
+    with pytest.raises(TowerkitError, match="is a file; expected an export folder"):
+        export_store(sqlite_store, notes)  # the function, given an engine, checks it too

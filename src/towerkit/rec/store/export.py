@@ -218,6 +218,16 @@ def _write_entities(
     return rows
 
 
+def check_out_folder(out: Path) -> None:
+    """``out`` is (or can be made) a folder: a file at it, or at one of its parents, is one
+    error naming ``--out`` instead of mkdir's FileExistsError/NotADirectoryError traceback."""
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == out:
+        raise TowerkitError(f"--out {out}: is a file; expected an export folder")
+    if blocker is not None:
+        raise TowerkitError(f"--out {out}: {blocker} is a file; expected an export folder")
+
+
 def export_bound(
     engine: Engine,
     bound: BoundStore,
@@ -234,6 +244,7 @@ def export_bound(
             raise TowerkitError(f"{name} {value}: expected a positive number of rows")
     if lag_s < 0:
         raise TowerkitError(f"--lag {lag_s:g}: expected seconds >= 0")
+    check_out_folder(Path(out))
     layout = Layout(Path(out))
     layout.root.mkdir(parents=True, exist_ok=True)
     source = redact(engine.url)
@@ -273,6 +284,7 @@ def export_store(
     from towerkit.rec.store.engine import check_connection, create_store_engine, database_errors
     from towerkit.rec.store.mapping import bind_mapping, load_mapping
 
+    check_out_folder(Path(out))  # before connecting: a usage error, not a database one
     engine = db if isinstance(db, Engine) else create_store_engine(db, must_exist=True)
     loaded, source = load_mapping(Path(mapping) if mapping is not None else None, schema)
     check_connection(engine)
