@@ -65,6 +65,17 @@ def test_non_empty_store_is_refused_and_replace_rebuilds(
     assert _interactions(create_store_engine(db)).height == 120
 
 
+@pytest.mark.parametrize("limit", ["-5", "0"])
+def test_a_bad_limit_writes_nothing(
+    limit: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "x.db"
+    assert main(["rec", "seed-db", "--db", f"sqlite:///{db}", "--limit", limit]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --limit {limit}: expected a positive number of interactions\n"
+    assert list(tmp_path.iterdir()) == []  # checked before the engine: no empty x.db
+
+
 def _fail_on_interactions(monkeypatch: pytest.MonkeyPatch) -> None:
     real = seed_module._insert
 

@@ -44,9 +44,10 @@ def seed_db_command(
         redact,
     )
     from towerkit.rec.store.movielens import load_movielens_100k
-    from towerkit.rec.store.seed import seed_store
+    from towerkit.rec.store.seed import check_limit, seed_store
 
     _check_schema(schema)
+    check_limit(limit)  # before the engine: connecting creates the SQLite file
     engine = create_store_engine(db)
     check_connection(engine)
     data = load_movielens_100k(fetch("movielens-100k"))

@@ -109,6 +109,13 @@ def _insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], labe
             progress.advance(task, len(batch))
 
 
+def check_limit(limit: int | None) -> None:
+    """``--limit``: a positive number of interactions, or None (all); the CLI checks it before
+    it opens the store, so a bad value writes nothing (not even an empty SQLite file)."""
+    if limit is not None and limit < 1:
+        raise TowerkitError(f"--limit {limit}: expected a positive number of interactions")
+
+
 def seed_store(
     engine: Engine,
     data: MovieLens,
@@ -118,8 +125,7 @@ def seed_store(
     replace: bool = False,
 ) -> SeedResult:
     """Create the default schema and fill it, all in one transaction (nothing half-written)."""
-    if limit is not None and limit < 1:
-        raise TowerkitError(f"--limit {limit}: expected a positive number of interactions")
+    check_limit(limit)
     tables = DefaultTables(schema)
     frame = interaction_frame(data, limit)
     interactions = [
