@@ -57,6 +57,38 @@ def test_missing_config_and_bad_override(
     assert not (tmp_path / "runs").exists()  # nothing started
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["vision", "data.val_fraction=2"], "data: val_fraction: expected 0 < value < 1, got 2"),
+        (["vision", "data.val_fraction=0"], "data: val_fraction: expected 0 < value < 1, got 0"),
+        (["vision", "data.train_limit=-1"], "data: train_limit: expected >= 0, got -1"),
+        (["audio", "data.val_fraction=1.0"], "data: val_fraction: expected 0 < value < 1, got 1.0"),
+        (["audio", "data.n_mels=0"], "data: n_mels: expected >= 1, got 0"),
+        (["audio", "data.max_seconds=-2"], "data: max_seconds: expected > 0, got -2.0"),
+        (["concept", "data.hop_length=0"], "data: hop_length: expected >= 1, got 0"),
+        (["concept", "data.seed=-3"], "data: seed: expected >= 0, got -3"),
+        (["text", "data.max_length=0"], "data: max_length: expected >= 1, got 0"),
+        (
+            ["text", "data.train_fraction=0.9", "data.val_fraction=0.2"],
+            "data: train_fraction + val_fraction: expected < 1 (the rest is the test split)",
+        ),
+    ],
+)
+def test_out_of_range_data_settings_are_one_line(
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TOWERKIT_RUNS", str(tmp_path / "runs"))
+    code, err = run(["zoo", "train", *argv], capsys)
+    assert_one_line_error(code, err, expected)
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused when the config loads, before a run
+
+
 def test_unknown_registry_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     png = tmp_path / "x.png"
     png.write_bytes(b"")

@@ -37,6 +37,7 @@ from towerkit.zoo.families import (
     Family,
     FamilyData,
     Prediction,
+    check_ranges,
     classification_evaluation,
     collect_logits,
     dataset_size,
@@ -66,6 +67,15 @@ class AudioDataConfig:
     freq_mask: int = 6
     time_mask: int = 10
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "data",
+            self,
+            fractions=["val_fraction"],
+            positive=["sample_rate", "n_fft", "hop_length", "n_mels", "max_seconds"],
+            non_negative=["train_limit", "freq_mask", "time_mask", "seed"],
+        )
 
 
 @dataclass

@@ -50,6 +50,7 @@ from towerkit.zoo.families import (
     FamilyData,
     Prediction,
     batches,
+    check_ranges,
     model_overrides,
     register_family,
     top_k_classes,
@@ -72,6 +73,15 @@ class ConceptDataConfig:
     hop_length: int = 160  # 20 ms: half the audio family's frames, twice as fast to train
     n_mels: int = 40
     max_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "data",
+            self,
+            fractions=["val_fraction"],
+            positive=["sample_rate", "n_fft", "hop_length", "n_mels", "max_seconds"],
+            non_negative=["train_limit", "seed"],
+        )
 
 
 @dataclass

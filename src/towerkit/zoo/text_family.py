@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from torch.utils.data import Dataset
 
-from towerkit.core.errors import TowerkitError
+from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.model import BaseModel, create_model
 from towerkit.core.trainer import TrainerConfig
 from towerkit.zoo.data.text import (
@@ -41,6 +41,7 @@ from towerkit.zoo.families import (
     Family,
     FamilyData,
     Prediction,
+    check_ranges,
     classification_evaluation,
     collect_logits,
     model_class_names,
@@ -64,6 +65,20 @@ class TextDataConfig:
     vocab_size: int = 8000  # WordPiece vocabulary of the from-scratch tokenizer
     min_frequency: int = 2
     max_length: int = 128  # tokens per text, [CLS] and [SEP] included
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "data",
+            self,
+            fractions=["train_fraction", "val_fraction"],
+            positive=["vocab_size", "min_frequency", "max_length"],
+            non_negative=["train_limit", "seed"],
+        )
+        if self.train_fraction + self.val_fraction >= 1:
+            raise ConfigError(
+                f"data: train_fraction + val_fraction: expected < 1 (the rest is the test split), "
+                f"got {self.train_fraction} + {self.val_fraction}"
+            )
 
 
 @dataclass

@@ -33,6 +33,7 @@ from towerkit.zoo.families import (
     Family,
     FamilyData,
     Prediction,
+    check_ranges,
     classification_evaluation,
     collect_logits,
     eval_batch_size,
@@ -57,6 +58,14 @@ class VisionDataConfig:
     crop_padding: int = 2  # random shift of up to this many pixels
     flip: bool = True  # random left-right mirror (right for clothes, wrong for digits)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "data",
+            self,
+            fractions=["val_fraction"],
+            non_negative=["train_limit", "crop_padding", "seed"],
+        )
 
 
 @dataclass
