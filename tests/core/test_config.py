@@ -2,12 +2,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional, Union
 
 import pytest
 import yaml
 
-from towerkit.core.config import config_hash, load_config, parse_override, save_config, to_dict
+from towerkit.core.config import (
+    _type_name,
+    check_value,
+    config_hash,
+    load_config,
+    parse_override,
+    save_config,
+    to_dict,
+)
 from towerkit.core.errors import ConfigError
 
 
@@ -71,6 +79,51 @@ def test_bad_overrides_name_the_key(tmp_path: Path, overrides: list[str], messag
         load_config(Recipe, write(tmp_path, {"name": "x"}), overrides)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@dataclass
+class Choices:
+    layers: int | None = None
+    cell: Literal["lstm", "transformer"] | None = None
+    width: Union[int, str] = 1  # noqa: UP007  (typing.Union prints as "Union" too)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("layers=deep", "key 'layers': expected int or None, got 'deep' (str)"),
+        ("cell=gru", "key 'cell': expected 'lstm', 'transformer' or None, got 'gru' (str)"),
+        ("width=[1]", "key 'width': expected int or str, got [1] (list)"),
+    ],
+)
+def test_union_type_errors_list_the_choices(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(Choices, None, [override])
+    assert str(err.value) == f"override {override!r}: {message}"
+    assert "Union" not in str(err.value) and "Optional" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("tp", "name"),
+    [
+        (int | None, "int or None"),
+        (Optional[float], "float or None"),  # noqa: UP045
+        (Union[int, str, None], "int, str or None"),  # noqa: UP007
+        (Literal["lstm", "transformer"], "one of 'lstm', 'transformer'"),
+        (Literal["auto"] | int, "'auto' or int"),
+        (list[int] | None, "list or None"),
+        (type(None), "None"),
+        (Path, "Path"),
+    ],
+)
+def test_type_names_in_messages(tp: object, name: str) -> None:
+    assert _type_name(tp) == name
+
+
+def test_check_value_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"^here: key 'model.k': expected int or None, got 1.5"):
+        check_value(1.5, int | None, "model.k", "here")
+    assert check_value(None, int | None, "model.k", "here") is None
 
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:

@@ -24,6 +24,24 @@ T = TypeVar("T")
 
 
 def _type_name(tp: Any) -> str:
+    """``tp`` as a type-error message says it: a union lists its choices ("int or None"), a
+    Literal its values ("one of 'lstm', 'transformer'"), not typing's "Union"/"Literal"."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        names: list[str] = []
+        for option in (o for o in options if o is not type(None)):
+            if get_origin(option) is typing.Literal:  # flattened: "'auto' or int"
+                names += [repr(v) for v in get_args(option)]
+            else:
+                names.append(_type_name(option))
+        if type(None) in options:
+            names.append("None")
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in get_args(tp))
+    if tp is type(None):
+        return "None"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
