@@ -60,8 +60,8 @@ def test_missing_config_and_bad_override(
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["vision", "data.val_fraction=2"], "data: val_fraction: expected 0 < value < 1, got 2"),
-        (["vision", "data.val_fraction=0"], "data: val_fraction: expected 0 < value < 1, got 0"),
+        (["vision", "data.val_fraction=2"], "data: val_fraction: expected 0 < value < 1, got 2.0"),
+        (["vision", "data.val_fraction=0"], "data: val_fraction: expected 0 < value < 1, got 0.0"),
         (["vision", "data.train_limit=-1"], "data: train_limit: expected >= 0, got -1"),
         (["audio", "data.val_fraction=1.0"], "data: val_fraction: expected 0 < value < 1, got 1.0"),
         (["audio", "data.n_mels=0"], "data: n_mels: expected >= 1, got 0"),
