@@ -8,6 +8,10 @@
   held-out like, the items the user interacted with before the split excluded
   (``towerkit.core.metrics.full_ranking_metrics``). ``warm_*`` repeats them for the users that
   have training interactions, the only ones a pure collaborative-filtering baseline knows.
+- ``auc_history_*`` / ``rows_history_*``: the AUC and row count of the pairs whose user had
+  made fewer than 5, 5-19, 20-49 and 50 or more swipes before it (training and earlier
+  held-out swipes alike): where the like-vs-pass score loses, a new user's first swipes or
+  the taste of a known one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from towerkit.rec.twotower.prepare import EncodedInteractions
 
 DEFAULT_KS = (10, 20, 50, 100)
 REPORTED = ("recall", "ndcg", "hr")
+# prior-swipe buckets of auc_history_*: [0, 5), [5, 20), [20, 50), [50, inf)
+HISTORY_BUCKETS = (("lt5", 0, 5), ("5to19", 5, 20), ("20to49", 20, 50), ("50plus", 50, None))
 
 
 class Scorer(Protocol):
@@ -173,6 +179,8 @@ def evaluate_scorer(
     if 0 < labels.sum() < len(labels):
         scores = scorer.pair_scores(held_out.user_rows, held_out.item_rows)
         metrics["auc"] = roc_auc(labels.astype(np.int64), scores)
+        if held_out.times is not None and before.times is not None:
+            metrics.update(auc_by_history(labels, scores, prior_swipes(held_out, before)))
     positives = held_out.positives(n_users)
     exclude = seen_item_lists(before, n_users)
     metrics.update(_ranking(scorer, positives, exclude, n_items, ks, ""))
@@ -211,3 +219,35 @@ def seen_item_lists(encoded: EncodedInteractions, n_users: int) -> list[list[int
 def warm_users(train: EncodedInteractions) -> np.ndarray:
     """User rows with at least one training interaction."""
     return np.unique(train.user_rows)
+
+
+def prior_swipes(held_out: EncodedInteractions, before: EncodedInteractions) -> np.ndarray:
+    """For each held-out pair, how many swipes its user made strictly before it: all of
+    ``before`` (which ends where the split starts) and the user's earlier held-out swipes."""
+    assert held_out.times is not None and before.times is not None
+    counts = np.zeros(len(held_out), dtype=np.int64)
+    earlier = np.bincount(before.user_rows, minlength=int(held_out.user_rows.max(initial=-1)) + 1)
+    order = np.lexsort((held_out.times, held_out.user_rows))
+    users, times = held_out.user_rows[order], held_out.times[order]
+    bounds = np.flatnonzero(np.diff(users)) + 1
+    for block in np.split(np.arange(len(order)), bounds):
+        if len(block) == 0:
+            continue
+        block_times = times[block]
+        # ties in time are not "before": the index of the first equal instant
+        within = np.searchsorted(block_times, block_times, side="left")
+        counts[order[block]] = earlier[users[block[0]]] + within
+    return counts
+
+
+def auc_by_history(labels: np.ndarray, scores: np.ndarray, prior: np.ndarray) -> dict[str, float]:
+    """``auc_history_<bucket>`` (where the bucket holds both classes) and ``rows_history_<bucket>``
+    for the buckets of ``HISTORY_BUCKETS``."""
+    out: dict[str, float] = {}
+    for name, low, high in HISTORY_BUCKETS:
+        inside = (prior >= low) & (prior < high if high is not None else True)
+        out[f"rows_history_{name}"] = float(inside.sum())
+        picked = labels[inside]
+        if 0 < picked.sum() < len(picked):
+            out[f"auc_history_{name}"] = roc_auc(picked.astype(np.int64), scores[inside])
+    return out
