@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from towerkit.forecast.backtest import MethodForecast, build_rows, score
+from towerkit.forecast.backtest import MethodForecast, baseline_forecasts, build_rows, score
 from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.dataset import TARGETS, build_table, read_panel, write_table
 from towerkit.forecast.windows import window_index
@@ -31,3 +31,20 @@ def test_perfect_and_naive_forecasts(corpus: Path, tmp_path: Path) -> None:
     expected = np.mean(np.abs(rows.truth - last[:, None]).mean(axis=1) / scales)
     assert naive["mase"] == pytest.approx(expected)
     assert naive["n_series"] == len(rows)
+
+
+def test_baseline_forecasts_cover_the_subset_with_or_without_a_bar(
+    corpus: Path, tmp_path: Path
+) -> None:
+    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
+    panel = read_panel(write_table(table, report, tmp_path / "t.parquet"))
+    pairs = window_index(panel, [24, 28], min_history=13, horizon=3)
+    rows = build_rows(panel, pairs, panel.target_indices(TARGETS), 3)
+    subset = np.arange(0, len(rows), 2)
+    quiet, _ = baseline_forecasts(panel, rows, ["Naive"], 3, subset)
+    shown, _ = baseline_forecasts(panel, rows, ["Naive"], 3, subset, progress=True)
+    np.testing.assert_array_equal(quiet["Naive"].quantiles, shown["Naive"].quantiles)
+    # Naive's point forecast is the last value; rows outside the subset stay NaN
+    last = np.array([h[-1] for h in rows.histories])
+    np.testing.assert_allclose(shown["Naive"].point[subset], np.repeat(last[subset, None], 3, 1))
+    assert np.isnan(shown["Naive"].quantiles[1::2]).all()

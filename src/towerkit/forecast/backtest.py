@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from rich.progress import Progress
 
 from towerkit.core.metrics.forecasting import batched_forecast_metrics
 from towerkit.forecast.baselines import forecast_cutoff
@@ -84,19 +85,25 @@ def baseline_forecasts(
     names: Sequence[str],
     horizon: int,
     subset: np.ndarray | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, MethodForecast], float]:
-    """statsforecast models on the rows (or only ``subset`` of them; others stay NaN)."""
+    """statsforecast models on the rows (or only ``subset`` of them; others stay NaN), with a
+    bar over the cutoffs (``progress``): AutoETS and AutoARIMA take minutes."""
     chosen = np.arange(len(rows)) if subset is None else subset
     out = {n: np.full((len(rows), horizon, 3), np.nan) for n in names}
     seconds = 0.0
     cutoffs = rows.cutoffs()
-    for cutoff in np.unique(cutoffs[chosen]):
-        at = chosen[cutoffs[chosen] == cutoff]
-        stamp = pd.Timestamp(panel.label(int(cutoff)) + "-01")
-        result, took = forecast_cutoff([rows.histories[i] for i in at], names, horizon, stamp)
-        seconds += took
-        for name in names:
-            out[name][at] = np.clip(result[name], 0.0, None)
+    todo = np.unique(cutoffs[chosen])
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task(f"{', '.join(names)} ({len(chosen)} rows)", total=len(todo))
+        for cutoff in todo:
+            at = chosen[cutoffs[chosen] == cutoff]
+            stamp = pd.Timestamp(panel.label(int(cutoff)) + "-01")
+            result, took = forecast_cutoff([rows.histories[i] for i in at], names, horizon, stamp)
+            seconds += took
+            for name in names:
+                out[name][at] = np.clip(result[name], 0.0, None)
+            bar.advance(task)
     return {n: MethodForecast(n, q) for n, q in out.items()}, seconds
 
 

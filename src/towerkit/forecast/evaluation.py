@@ -72,7 +72,7 @@ def run_backtest(
         )
     if config.eval.baselines:
         found, took = baseline_forecasts(
-            data.panel, rows, config.eval.baselines, config.data.horizon
+            data.panel, rows, config.eval.baselines, config.data.horizon, progress=progress
         )
         forecasts.update(found)
         seconds["baselines"] = took
@@ -83,7 +83,7 @@ def run_backtest(
             rng.choice(len(rows), min(config.eval.sample_size, len(rows)), replace=False)
         )
         found, took = baseline_forecasts(
-            data.panel, rows, config.eval.sample_baselines, config.data.horizon, sample
+            data.panel, rows, config.eval.sample_baselines, config.data.horizon, sample, progress
         )
         forecasts.update(found)
         seconds["sample_baselines"] = took
