@@ -89,6 +89,61 @@ def test_out_of_range_data_settings_are_one_line(
     assert not (tmp_path / "runs").exists()  # refused when the config loads, before a run
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["vision", "model.dropout=1.5"], "model: dropout: expected 0 <= value < 1, got 1.5"),
+        (["vision", "model.dropout=-0.1"], "model: dropout: expected 0 <= value < 1, got -0.1"),
+        (["vision", "model.hidden=-1"], "model: hidden: expected >= 0, got -1"),
+        (["vision", "model.widths=[0]"], "model: widths: expected >= 1, got 0 (in [0])"),
+        (["vision", "model.widths=[32,0]"], "model: widths: expected >= 1, got 0 (in [32, 0])"),
+        (["vision", "model.widths=[]"], "model: widths: expected a non-empty list, got []"),
+        (["vision", "model.convs_per_block=0"], "model: convs_per_block: expected >= 1, got 0"),
+        (["audio", "model.num_layers=0"], "model: num_layers: expected >= 1, got 0"),
+        (["audio", "model.hidden=0"], "model: hidden: expected >= 1, got 0"),
+        (["audio", "model.dropout=1"], "model: dropout: expected 0 <= value < 1, got 1.0"),
+        (["text", "model.n_heads=0"], "model: n_heads: expected >= 1, got 0"),
+        (["text", "model.n_layers=0"], "model: n_layers: expected >= 1, got 0"),
+        (["text", "model.ngram_buckets=-1"], "model: ngram_buckets: expected >= 0, got -1"),
+        (["text", "model.dropout=2"], "model: dropout: expected 0 <= value < 1, got 2.0"),
+        (
+            ["text", "model.n_heads=3"],  # text-quick.yaml sets d_model: 64
+            "model: d_model: expected a multiple of n_heads (3), got 64",
+        ),
+        (["concept", "model.dim=0"], "model: dim: expected >= 1, got 0"),
+        (
+            ["concept", "model.init_temperature=0"],
+            "model: init_temperature: expected > 0, got 0.0",
+        ),
+    ],
+)
+def test_out_of_range_model_settings_are_one_line(
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TOWERKIT_RUNS", str(tmp_path / "runs"))
+    code, err = run(["zoo", "train", *argv], capsys)
+    assert_one_line_error(code, err, expected)
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused when the config loads, before a run
+
+
+def test_model_settings_in_range_still_load() -> None:
+    """0 is a valid vision hidden width (no hidden layer), a None keeps the arch's default."""
+    from towerkit.zoo.families import get_family
+    from towerkit.zoo.recipe import load_recipe_config
+
+    vision = load_recipe_config(get_family("vision"), None, ["model.hidden=0", "model.dropout=0"])
+    assert vision.model.hidden == 0 and vision.model.dropout == 0
+    text = load_recipe_config(get_family("text"), None, ["model.d_model=96", "model.n_heads=3"])
+    assert (text.model.d_model, text.model.n_heads) == (96, 3)
+    audio = load_recipe_config(get_family("audio"))
+    assert audio.model.num_layers is None
+
+
 def test_unknown_registry_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     png = tmp_path / "x.png"
     png.write_bytes(b"")

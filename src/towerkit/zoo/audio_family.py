@@ -86,6 +86,9 @@ class AudioModelSection:
     bidirectional: bool | None = None
     dropout: float | None = None
 
+    def __post_init__(self) -> None:
+        check_ranges("model", self, probabilities=["dropout"], positive=["hidden", "num_layers"])
+
 
 @dataclass
 class AudioRecipeConfig:

@@ -90,6 +90,9 @@ class ConceptModelSection:
     dim: int | None = None
     init_temperature: float | None = None
 
+    def __post_init__(self) -> None:
+        check_ranges("model", self, positive=["dim", "init_temperature"])
+
 
 @dataclass
 class ConceptRecipeConfig:

@@ -92,6 +92,21 @@ class TextModelSection:
     ngram_buckets: int | None = None  # >0: add the hashed unigram + bigram path
     ngram_dim: int | None = None
 
+    def __post_init__(self) -> None:
+        check_ranges(
+            "model",
+            self,
+            probabilities=["dropout"],
+            positive=["d_model", "n_heads", "n_layers", "ff_dim", "ngram_dim"],
+            non_negative=["ngram_buckets"],
+        )
+        # with only one of them set, the other is the architecture's default (which divides)
+        if self.d_model is not None and self.n_heads is not None and self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model: d_model: expected a multiple of n_heads ({self.n_heads}), "
+                f"got {self.d_model}"
+            )
+
 
 @dataclass
 class TextRecipeConfig:

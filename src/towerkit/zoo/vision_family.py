@@ -73,8 +73,17 @@ class VisionModelSection:
     arch: str = "vision-cnn-small"
     widths: list[int] | None = None
     convs_per_block: int | None = None
-    hidden: int | None = None
+    hidden: int | None = None  # 0: no hidden layer before the classifier
     dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "model",
+            self,
+            probabilities=["dropout"],
+            positive=["widths", "convs_per_block"],
+            non_negative=["hidden"],
+        )
 
 
 @dataclass
