@@ -84,6 +84,8 @@ def build_served(
     on the query embeddings of a sample of known users)."""
     if index_kind not in INDEX_KINDS:
         raise TowerkitError(f"--index {index_kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+    if not 0.0 < target_recall <= 1.0:  # before the model loads, whatever the index kind
+        raise TowerkitError(f"--target-recall {target_recall}: expected a value in (0, 1]")
     started = time.perf_counter()
     bundle = load_bundle(ref, registry)
     queries = None
