@@ -117,3 +117,41 @@ def test_simulate_on_a_missing_store_fails_before_loading_models(
     assert main(args) == 2
     assert capsys.readouterr().err.startswith(f"error: --db '{missing}': no SQLite store")
     assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--start", "yesterday"], "error: --start: expected an ISO 8601 instant, got 'yesterday'"),
+        (["--k", "0"], "error: --k: expected at least 1, got 0"),
+        (["--weights", "0.5"], "error: --weights: expected 2 weights, got 1"),
+    ],
+)
+def test_simulate_bad_flags_fail_before_the_store_or_the_models(
+    flags: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy as sa
+
+    db = tmp_path / "store.db"
+    engine = create_store_engine(str(db))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (id TEXT PRIMARY KEY)"))
+    # the models do not exist: a check after loading them would name them instead
+    args = ["rec", "abtest", "simulate", "--db", str(db), "--a", "nope/1", "--b", "nope/2"]
+    assert main([*args, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == expected
+    assert sa.inspect(engine).get_table_names() == ["users"]  # no A/B tables created
+    engine.dispose()
+
+
+@pytest.mark.parametrize("alpha", ["2", "0", "-0.1"])
+def test_analyse_bad_alpha_fails_before_the_store_is_opened(
+    alpha: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.db"  # a check after opening the store would name --db
+    args = ["rec", "abtest", "analyse", "--db", str(missing), "--experiment", "x"]
+    assert main([*args, "--alpha", alpha]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --alpha: expected a number between 0 and 1, got {float(alpha)}"
+    assert not missing.exists()

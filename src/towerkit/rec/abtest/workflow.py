@@ -59,9 +59,15 @@ def _slug(name: str) -> str:
 def analyse_logged(
     db: str, name: str, schema: str | None = None, alpha: float = 0.05
 ) -> ExperimentReport:
+    check_alpha(alpha)  # before the store is opened
     log = open_log(db, schema)
     experiment = log.experiment(name)
     return analyse(experiment, log.load(experiment), alpha)
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise TowerkitError(f"--alpha: expected a number between 0 and 1, got {alpha}")
 
 
 def _instant(text: str) -> datetime:
@@ -100,12 +106,17 @@ def simulate_refs(options: SimulateOptions) -> tuple[ExperimentReport, datetime,
     from towerkit.rec.store.mapping import bind_mapping, load_mapping
     from towerkit.rec.twotower.api import load_bundle
 
+    # the arguments first, then the store, then the models: a bad flag fails before the A/B
+    # tables are created or a model loads, a bad --db before the models load
     weights = parse_weights(options.weights, len(VARIANTS))
-    # the store first: a bad --db fails before the models load
+    if options.k < 1:
+        raise TowerkitError(f"--k: expected at least 1, got {options.k}")
+    check_alpha(options.alpha)
+    given_start = None if options.start is None else _instant(options.start)
     log = open_log(options.db, options.schema, create=True)
     bundles = {"A": load_bundle(options.a), "B": load_bundle(options.b)}
-    if options.start is not None:
-        start = _instant(options.start)
+    if given_start is not None:
+        start = given_start
     else:  # the later cutoff: neither model has trained on what is replayed
         start = max(training_cutoff(b.run_dir, b.label) for b in bundles.values())
     mapping, source = load_mapping(options.mapping, options.schema)
