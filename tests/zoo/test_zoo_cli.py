@@ -57,6 +57,21 @@ def test_missing_config_and_bad_override(
     assert not (tmp_path / "runs").exists()  # nothing started
 
 
+def refused_before_a_run(
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``zoo train`` refuses the setting in one line when the config loads, before a run."""
+    monkeypatch.setenv("TOWERKIT_RUNS", str(tmp_path / "runs"))
+    code, err = run(["zoo", "train", *argv], capsys)
+    assert_one_line_error(code, err, expected)
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused when the config loads, before a run
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -82,11 +97,7 @@ def test_out_of_range_data_settings_are_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("TOWERKIT_RUNS", str(tmp_path / "runs"))
-    code, err = run(["zoo", "train", *argv], capsys)
-    assert_one_line_error(code, err, expected)
-    assert "Traceback" not in err
-    assert not (tmp_path / "runs").exists()  # refused when the config loads, before a run
+    refused_before_a_run(argv, expected, tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize(
@@ -124,11 +135,7 @@ def test_out_of_range_model_settings_are_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("TOWERKIT_RUNS", str(tmp_path / "runs"))
-    code, err = run(["zoo", "train", *argv], capsys)
-    assert_one_line_error(code, err, expected)
-    assert "Traceback" not in err
-    assert not (tmp_path / "runs").exists()  # refused when the config loads, before a run
+    refused_before_a_run(argv, expected, tmp_path, monkeypatch, capsys)
 
 
 def test_model_settings_in_range_still_load() -> None:
