@@ -103,13 +103,9 @@ def train_command(
     ),
 ) -> None:
     """Train the dual tower (model.use_text=false: the no-text ablation); registers the run."""
-    from towerkit.forecast.model import check_sizes
     from towerkit.forecast.recipe import load_recipe, train
 
-    recipe = load_recipe(config, overrides or [])
-    m = recipe.model
-    check_sizes(m.hidden, m.layers, m.heads, m.dropout)  # before train() makes the run directory
-    result = train(recipe)
+    result = train(load_recipe(config, overrides or []))
     console.print(f"data: {result.data.description}")
     console.print(f"run dir: {result.run_dir}")
     console.print(_metrics_table("forecast train (validation)", result.metrics))

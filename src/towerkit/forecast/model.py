@@ -79,7 +79,7 @@ class DualTowerConfig:
 
 
 def check_sizes(hidden: int, layers: int, heads: int, dropout: float) -> None:
-    """The model section's sizes; the CLI checks them before a run directory is made."""
+    """The model section's sizes (also checked by the recipe's model section when it loads)."""
     for key, value in (("hidden", hidden), ("layers", layers), ("heads", heads)):
         if value < 1:
             raise ConfigError(f"model: {key}: expected >= 1, got {value}")

@@ -37,7 +37,7 @@ from towerkit.forecast.data import (
     predict_scaled,
     to_raw,
 )
-from towerkit.forecast.model import BaseKind, DualTowerForecaster, pinball
+from towerkit.forecast.model import BaseKind, DualTowerForecaster, check_sizes, pinball
 
 REGISTRY_NAME = "forecast-dualtower"
 
@@ -55,6 +55,10 @@ class ForecastModelSection:
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     base: BaseKind = "last"  # the median's anchor: the last value, or the window's Theta forecast
     base_weight: float = 1.0  # with theta: anchor on w * Theta + (1 - w) * last value
+
+    def __post_init__(self) -> None:
+        # when the recipe loads, so a bad size is refused before a run directory is made
+        check_sizes(self.hidden, self.layers, self.heads, self.dropout)
 
 
 @dataclass
