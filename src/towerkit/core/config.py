@@ -206,3 +206,55 @@ def config_hash(config: Any) -> str:
     """A stable short hash of the resolved config (for the registry's lineage)."""
     blob = json.dumps(to_dict(config), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def check_ranges(
+    section: str,
+    config: Any,
+    *,
+    fractions: Sequence[str] = (),
+    probabilities: Sequence[str] = (),
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+) -> None:
+    """A recipe section's bounded numbers, checked when the config loads (a val_fraction of 2
+    was a scikit-learn traceback once the data was read): ``fractions`` in (0, 1),
+    ``probabilities`` (dropout) in [0, 1), ``positive`` > 0 (>= 1 for an int), ``non_negative``
+    >= 0. A None (a model section's "the architecture's default") is not checked; a list (vision
+    widths) must be non-empty and each of its numbers is checked."""
+
+    def values(key: str) -> list[Any]:
+        value = getattr(config, key)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            if not value:
+                raise ConfigError(f"{section}: {key}: expected a non-empty list, got []")
+            return value
+        return [value]
+
+    def shown(key: str, value: Any) -> str:
+        whole = getattr(config, key)
+        return f"{value} (in {whole})" if isinstance(whole, list) else f"{value}"
+
+    for key in fractions:
+        for value in values(key):
+            if not 0 < value < 1:
+                raise ConfigError(
+                    f"{section}: {key}: expected 0 < value < 1, got {shown(key, value)}"
+                )
+    for key in probabilities:
+        for value in values(key):
+            if not 0 <= value < 1:
+                raise ConfigError(
+                    f"{section}: {key}: expected 0 <= value < 1, got {shown(key, value)}"
+                )
+    for key in positive:
+        for value in values(key):
+            if value <= 0:
+                bound = ">= 1" if isinstance(value, int) else "> 0"
+                raise ConfigError(f"{section}: {key}: expected {bound}, got {shown(key, value)}")
+    for key in non_negative:
+        for value in values(key):
+            if value < 0:
+                raise ConfigError(f"{section}: {key}: expected >= 0, got {shown(key, value)}")

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from towerkit.core.asset_sources import resolve_local_path
+from towerkit.core.config import check_ranges
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.paths import towerkit_home
 from towerkit.forecast.comb import comb_channels
@@ -44,13 +45,8 @@ class ForecastDataConfig:
     scaling: Scaling = "log"  # log: log1p + standardise; naive / mase: centre / mean abs change
 
     def __post_init__(self) -> None:
-        for key in ("lookback", "horizon", "min_history", "n_val_cutoffs", "n_test_cutoffs"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"data: {key}: expected >= 1, got {getattr(self, key)}")
-        if self.train_stride < 1:
-            raise ConfigError(f"data: train_stride: expected >= 1, got {self.train_stride}")
-        if self.repos_limit < 0:
-            raise ConfigError(f"data: repos_limit: expected >= 0 (0: all), got {self.repos_limit}")
+        counts = ["lookback", "horizon", "min_history", "n_val_cutoffs", "n_test_cutoffs"]
+        check_ranges("data", self, positive=[*counts, "train_stride"], non_negative=["repos_limit"])
         if not self.targets:
             raise ConfigError("data: targets: expected at least one target metric")
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from towerkit.core.config import check_ranges
 from towerkit.core.errors import ConfigError
 from towerkit.core.model import BaseModel, register_model
 
@@ -63,7 +64,7 @@ class DualTowerConfig:
     members: int = 1
 
     def __post_init__(self) -> None:
-        check_sizes(self.hidden, self.layers, self.heads, self.dropout)
+        check_model_ranges(self)
         if self.members < 1:
             raise ConfigError(f"model: members: expected >= 1, got {self.members}")
         if self.base not in ("last", "theta", "comb"):
@@ -78,13 +79,12 @@ class DualTowerConfig:
             raise ConfigError("model: hidden must be a multiple of heads for the transformer")
 
 
-def check_sizes(hidden: int, layers: int, heads: int, dropout: float) -> None:
-    """The model section's sizes (also checked by the recipe's model section when it loads)."""
-    for key, value in (("hidden", hidden), ("layers", layers), ("heads", heads)):
-        if value < 1:
-            raise ConfigError(f"model: {key}: expected >= 1, got {value}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model: dropout: expected 0 <= value < 1, got {dropout}")
+def check_model_ranges(section: Any) -> None:
+    """The sizes and dropout of a model section (this config's, or the recipe's when it loads,
+    before a run directory is made)."""
+    check_ranges(
+        "model", section, positive=["hidden", "layers", "heads"], probabilities=["dropout"]
+    )
 
 
 class TimeTower(nn.Module):

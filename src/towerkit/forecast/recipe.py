@@ -37,7 +37,7 @@ from towerkit.forecast.data import (
     predict_scaled,
     to_raw,
 )
-from towerkit.forecast.model import BaseKind, DualTowerForecaster, check_sizes, pinball
+from towerkit.forecast.model import BaseKind, DualTowerForecaster, check_model_ranges, pinball
 
 REGISTRY_NAME = "forecast-dualtower"
 
@@ -58,7 +58,7 @@ class ForecastModelSection:
 
     def __post_init__(self) -> None:
         # when the recipe loads, so a bad size is refused before a run directory is made
-        check_sizes(self.hidden, self.layers, self.heads, self.dropout)
+        check_model_ranges(self)
 
 
 @dataclass

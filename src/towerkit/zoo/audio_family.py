@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import towerkit.zoo.models.audio  # noqa: F401  (registers audio-lstm-*)
+from towerkit.core.config import check_ranges
 from towerkit.core.errors import TowerkitError
 from towerkit.core.model import BaseModel, create_model
 from towerkit.core.trainer import TrainerConfig
@@ -37,7 +38,6 @@ from towerkit.zoo.families import (
     Family,
     FamilyData,
     Prediction,
-    check_ranges,
     classification_evaluation,
     collect_logits,
     dataset_size,

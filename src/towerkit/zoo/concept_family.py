@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import towerkit.zoo.models.concept  # noqa: F401  (registers concept-digits)
+from towerkit.core.config import check_ranges
 from towerkit.core.errors import TowerkitError
 from towerkit.core.model import BaseModel, create_model, eval_mode
 from towerkit.core.trainer import TrainerConfig
@@ -50,7 +51,6 @@ from towerkit.zoo.families import (
     FamilyData,
     Prediction,
     batches,
-    check_ranges,
     model_overrides,
     register_family,
     top_k_classes,

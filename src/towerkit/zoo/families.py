@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from towerkit.core.errors import ConfigError, TowerkitError
+from towerkit.core.errors import TowerkitError
 from towerkit.core.model import eval_mode
 from towerkit.core.paths import repo_root
 
@@ -365,58 +365,6 @@ def model_overrides(section: Any, keys: Sequence[str]) -> dict[str, Any]:
     """The ``keys`` of a recipe's model section that the recipe sets; a None leaves the
     architecture's own default in place, so only the set ones reach ``create_model``."""
     return {key: getattr(section, key) for key in keys if getattr(section, key) is not None}
-
-
-def check_ranges(
-    section: str,
-    config: Any,
-    *,
-    fractions: Sequence[str] = (),
-    probabilities: Sequence[str] = (),
-    positive: Sequence[str] = (),
-    non_negative: Sequence[str] = (),
-) -> None:
-    """A recipe section's bounded numbers, checked when the config loads (a val_fraction of 2
-    was a scikit-learn traceback once the data was read): ``fractions`` in (0, 1),
-    ``probabilities`` (dropout) in [0, 1), ``positive`` > 0 (>= 1 for an int), ``non_negative``
-    >= 0. A None (a model section's "the architecture's default") is not checked; a list (vision
-    widths) must be non-empty and each of its numbers is checked."""
-
-    def values(key: str) -> list[Any]:
-        value = getattr(config, key)
-        if value is None:
-            return []
-        if isinstance(value, list):
-            if not value:
-                raise ConfigError(f"{section}: {key}: expected a non-empty list, got []")
-            return value
-        return [value]
-
-    def shown(key: str, value: Any) -> str:
-        whole = getattr(config, key)
-        return f"{value} (in {whole})" if isinstance(whole, list) else f"{value}"
-
-    for key in fractions:
-        for value in values(key):
-            if not 0 < value < 1:
-                raise ConfigError(
-                    f"{section}: {key}: expected 0 < value < 1, got {shown(key, value)}"
-                )
-    for key in probabilities:
-        for value in values(key):
-            if not 0 <= value < 1:
-                raise ConfigError(
-                    f"{section}: {key}: expected 0 <= value < 1, got {shown(key, value)}"
-                )
-    for key in positive:
-        for value in values(key):
-            if value <= 0:
-                bound = ">= 1" if isinstance(value, int) else "> 0"
-                raise ConfigError(f"{section}: {key}: expected {bound}, got {shown(key, value)}")
-    for key in non_negative:
-        for value in values(key):
-            if value < 0:
-                raise ConfigError(f"{section}: {key}: expected >= 0, got {shown(key, value)}")
 
 
 def stratified_train_val(

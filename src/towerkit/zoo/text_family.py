@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from torch.utils.data import Dataset
 
+from towerkit.core.config import check_ranges
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.core.model import BaseModel, create_model
 from towerkit.core.trainer import TrainerConfig
@@ -41,7 +42,6 @@ from towerkit.zoo.families import (
     Family,
     FamilyData,
     Prediction,
-    check_ranges,
     classification_evaluation,
     collect_logits,
     model_class_names,

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import towerkit.zoo.models.vision  # noqa: F401  (registers vision-cnn-*)
+from towerkit.core.config import check_ranges
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import atomic_path
 from towerkit.core.model import BaseModel, create_model
@@ -33,7 +34,6 @@ from towerkit.zoo.families import (
     Family,
     FamilyData,
     Prediction,
-    check_ranges,
     classification_evaluation,
     collect_logits,
     eval_batch_size,
