@@ -145,6 +145,43 @@ def test_simulate_bad_flags_fail_before_the_store_or_the_models(
     engine.dispose()
 
 
+def test_simulate_missing_mapping_file_fails_before_the_store_or_the_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy as sa
+
+    db = tmp_path / "store.db"
+    engine = create_store_engine(str(db))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (id TEXT PRIMARY KEY)"))
+    mapping = tmp_path / "nope.yaml"
+    args = ["rec", "abtest", "simulate", "--db", str(db), "--a", "nope/1", "--b", "nope/2"]
+    assert main([*args, "--mapping", str(mapping)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: config file {mapping}: not found"
+    assert sa.inspect(engine).get_table_names() == ["users"]  # no A/B tables created
+    engine.dispose()
+
+
+def test_simulate_mapping_of_an_absent_table_fails_before_the_models_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from towerkit.rec.store.schema import DefaultTables
+
+    db = tmp_path / "store.db"
+    engine = create_store_engine(str(db))
+    DefaultTables().metadata.create_all(engine)  # users, items, interactions; no 'swipes'
+    engine.dispose()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("interactions:\n  table: swipes\n")
+    # the models do not exist: binding the mapping after loading them would name them instead
+    args = ["rec", "abtest", "simulate", "--db", str(db), "--a", "nope/1", "--b", "nope/2"]
+    assert main([*args, "--mapping", str(mapping)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: mapping {mapping}: key 'interactions.table': ")
+    assert "swipes" in err
+    assert "nope" not in err
+
+
 @pytest.mark.parametrize("alpha", ["2", "0", "-0.1"])
 def test_analyse_bad_alpha_fails_before_the_store_is_opened(
     alpha: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -106,21 +106,22 @@ def simulate_refs(options: SimulateOptions) -> tuple[ExperimentReport, datetime,
     from towerkit.rec.store.mapping import bind_mapping, load_mapping
     from towerkit.rec.twotower.api import load_bundle
 
-    # the arguments first, then the store, then the models: a bad flag fails before the A/B
-    # tables are created or a model loads, a bad --db before the models load
+    # the arguments first (the --mapping file too), then the store, then the models: a bad flag
+    # fails before the A/B tables are created or a model loads, a bad --db before the models load
     weights = parse_weights(options.weights, len(VARIANTS))
     if options.k < 1:
         raise TowerkitError(f"--k: expected at least 1, got {options.k}")
     check_alpha(options.alpha)
     given_start = None if options.start is None else _instant(options.start)
+    mapping, source = load_mapping(options.mapping, options.schema)
     log = open_log(options.db, options.schema, create=True)
+    bound = bind_mapping(log.engine, mapping, source)
     bundles = {"A": load_bundle(options.a), "B": load_bundle(options.b)}
     if given_start is not None:
         start = given_start
     else:  # the later cutoff: neither model has trained on what is replayed
         start = max(training_cutoff(b.run_dir, b.label) for b in bundles.values())
-    mapping, source = load_mapping(options.mapping, options.schema)
-    heldout = read_heldout(log.engine, bind_mapping(log.engine, mapping, source), start)
+    heldout = read_heldout(log.engine, bound, start)
     experiment = Experiment(
         options.experiment or f"simulate {bundles['A'].label} vs {bundles['B'].label}",
         options.salt,
