@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from towerkit.core.errors import ConfigError
 from towerkit.core.export import check_onnx_parity, export_onnx
 from towerkit.core.model import BaseModel, create_model
 from towerkit.zoo.data.text import pad_batch, train_wordpiece_tokenizer
@@ -163,3 +164,19 @@ def test_ngram_path_hashes_unigrams_and_real_bigrams_only() -> None:
     with torch.no_grad():
         torch.testing.assert_close(model.ngram_vector(ids, mask)[0], expected)
         assert model.embed(ids, mask).shape == (1, 32 + 8)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"d_model": 130}, "model: d_model: expected a multiple of n_heads (4), got 130"),
+        ({"n_heads": 3}, "model: d_model: expected a multiple of n_heads (3), got 128"),
+    ],
+)
+def test_d_model_not_divisible_by_the_default_heads_is_one_config_error(
+    overrides: dict[str, int], expected: str
+) -> None:
+    # one of the two set, the other the architecture's default: torch would assert deep inside
+    with pytest.raises(ConfigError) as error:
+        create_model("text-transformer-small", vocab_size=100, **overrides)
+    assert str(error.value) == expected

@@ -100,7 +100,8 @@ class TextModelSection:
             positive=["d_model", "n_heads", "n_layers", "ff_dim", "ngram_dim"],
             non_negative=["ngram_buckets"],
         )
-        # with only one of them set, the other is the architecture's default (which divides)
+        # with only one of them set, TextTransformerConfig checks it against the architecture's
+        # default when the model is built (after the data, before the run directory)
         if self.d_model is not None and self.n_heads is not None and self.d_model % self.n_heads:
             raise ConfigError(
                 f"model: d_model: expected a multiple of n_heads ({self.n_heads}), "

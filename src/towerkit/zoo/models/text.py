@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from towerkit.core.errors import ModelLoadError
+from towerkit.core.errors import ConfigError, ModelLoadError
 from towerkit.core.io import write_text_atomic
 from towerkit.core.model import BaseModel, eval_mode, register_model, replace_config
 
@@ -102,6 +102,14 @@ class TextTransformerConfig:
     # the Transformer alone underfits the lexical cues a bag of n-grams catches.
     ngram_buckets: int = 0
     ngram_dim: int = 64
+
+    def __post_init__(self) -> None:
+        # torch's own check is a bare AssertionError deep inside MultiheadAttention
+        if self.n_heads > 0 and self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model: d_model: expected a multiple of n_heads ({self.n_heads}), "
+                f"got {self.d_model}"
+            )
 
 
 _BIGRAM_PRIME = 1_000_003
