@@ -313,6 +313,11 @@ def test_git_commit_is_detected_from_the_working_directory(
     assert registry.register("m", model_dir).git_commit == head
     assert registry.register("m", model_dir, git_commit=None).git_commit is None
     assert registry.register("m", model_dir, git_commit="f" * 40).git_commit == "f" * 40
+    (repo / "train.py").write_text("print('changed')\n")  # a tracked file edited, not committed
+    assert registry.register("m", model_dir).git_commit == f"{head}-dirty"
+    (repo / "notes.txt").write_text("untracked\n")
+    _git(repo, "checkout", "--", "train.py")  # untracked files alone leave it clean
+    assert registry.register("m", model_dir).git_commit == head
 
     outside = tmp_path / "not-a-repo"
     outside.mkdir()

@@ -97,20 +97,24 @@ def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
 
 def detect_git_commit(directory: str | Path | None = None) -> str | None:
     """``git rev-parse HEAD`` of the repository around ``directory`` (default: the working
-    directory), or None outside a repository or without git."""
+    directory), with ``-dirty`` appended when tracked files differ from it (as ``git describe
+    --dirty`` does: the commit alone would not reproduce the model); None outside a repository
+    or without git."""
+    commit = _git_output(directory, "rev-parse", "HEAD")
+    if commit is None or not re.fullmatch(r"[0-9a-f]{40,64}", commit):
+        return None
+    changes = _git_output(directory, "status", "--porcelain", "--untracked-files=no")
+    return f"{commit}-dirty" if changes else commit
+
+
+def _git_output(directory: str | Path | None, *args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _existing_dir(path: str | Path, what: str) -> str:
