@@ -71,7 +71,9 @@ def test_override_parses_lists_and_null(tmp_path: Path) -> None:
         (["optim.kind=adam"], "key 'optim.kind': expected one of ['adamw', 'sgd']"),
         (["flag=1"], "key 'flag': expected bool"),
         (["epochs"], "override 'epochs': expected key.sub=value"),
-        (["optim.betas.0=1"], "key 'optim.betas': expected list"),
+        (["optim.betas.2=1"], "key 'optim.betas.2': expected a list index 0..1, got '2'"),
+        (["optim.betas.x=1"], "key 'optim.betas.x': expected a list index 0..1, got 'x'"),
+        (["optim.lr.0=1"], "key 'optim.lr': expected float, got {'0': 1} (dict)"),
     ],
 )
 def test_bad_overrides_name_the_key(tmp_path: Path, overrides: list[str], message: str) -> None:
@@ -79,6 +81,23 @@ def test_bad_overrides_name_the_key(tmp_path: Path, overrides: list[str], messag
         load_config(Recipe, write(tmp_path, {"name": "x"}), overrides)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@dataclass
+class Staged:
+    stages: list[Optim] = field(default_factory=lambda: [Optim(), Optim(kind="sgd")])
+
+
+def test_numeric_override_keys_index_lists_of_the_file_and_of_the_defaults(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, {"stages": [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}]})
+    cfg = load_config(Staged, path, ["stages.2.kind=sgd", "stages.0.betas.1=0.5"])
+    assert cfg.stages == [Optim(lr=0.1, betas=[0.9, 0.5]), Optim(lr=0.2), Optim(0.3, "sgd")]
+    # the file leaves the stages to their default: the index reaches the default's list
+    cfg = load_config(Staged, None, ["stages.1.lr=0.01"])
+    assert cfg.stages == [Optim(), Optim(lr=0.01, kind="sgd")]
+    assert Staged().stages == [Optim(), Optim(kind="sgd")]  # the default itself is untouched
 
 
 @dataclass

@@ -6,6 +6,7 @@ Written here rather than taken from OmegaConf/pydantic because the errors must n
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -158,15 +159,47 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = data
-    for k in keys[:-1]:
-        child = node.get(k)
-        if not isinstance(child, dict):
+def _set_nested(
+    data: dict[str, Any], keys: list[str], value: Any, resolved: Any, where: str
+) -> None:
+    """Set ``keys`` in ``data``; a numeric key indexes a list (``trainer.stages.0.epochs=1``).
+    A list the file leaves to its default is copied from ``resolved`` (the config so far) first,
+    so an index reaches the default stages too."""
+    node: Any = data
+    for depth, key in enumerate(keys[:-1]):
+        resolved = _child(resolved, key)
+        if isinstance(node, list):
+            node = node[_list_index(node, key, keys[: depth + 1], where)]
+            continue
+        child = node.get(key)
+        if child is None and isinstance(resolved, list):
+            child = copy.deepcopy(resolved)
+            node[key] = child
+        elif not isinstance(child, (dict, list)):
             child = {}
-            node[k] = child
+            node[key] = child
         node = child
-    node[keys[-1]] = value
+    if isinstance(node, list):
+        node[_list_index(node, keys[-1], keys, where)] = value
+    else:
+        node[keys[-1]] = value
+
+
+def _child(node: Any, key: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+        return node[int(key)]
+    return None
+
+
+def _list_index(node: list[Any], key: str, path: list[str], where: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(
+            f"{where}: key {'.'.join(path)!r}: expected a list index 0..{len(node) - 1}, "
+            f"got {key!r}"
+        )
+    return int(key)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -190,11 +223,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     """YAML file (optional) + overrides -> validated dataclass. Errors name the file or override."""
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
     source = f"config file {path}" if path is not None else "config"
-    from_dict(cls, data, source)  # report file errors against the file itself
+    resolved = from_dict(cls, data, source)  # report file errors against the file itself
     for text in overrides:
         keys, value = parse_override(text)
-        _set_nested(data, keys, value)
-        from_dict(cls, data, f"override {text!r}")
+        where = f"override {text!r}"
+        _set_nested(data, keys, value, to_dict(resolved), where)
+        resolved = from_dict(cls, data, where)
     return from_dict(cls, data, source)
 
 
