@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,8 +230,23 @@ def test_training_cutoff_reads_the_runs_split(tmp_path: Path) -> None:
     with pytest.raises(TowerkitError, match="pass --start"):
         training_cutoff(None, "rec-two-tower/9")
     (tmp_path / "split.json").write_text("{}")
-    with pytest.raises(TowerkitError, match="val_start"):
+    with pytest.raises(TowerkitError, match="trained_until"):
         training_cutoff(tmp_path, "m")
+
+
+def test_training_cutoff_of_a_refitted_model_is_the_test_start(tmp_path: Path) -> None:
+    # a refitted model trained on the validation period too: replaying it would score the
+    # model on likes it learnt from (and hide them from its own top-k as already seen)
+    split = {"val_start": "1998-03-07T15:02:32+00:00", "test_start": "1998-03-31T22:27:21+00:00"}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    (tmp_path / "config.yaml").write_text("recipe: two-tower-full\nrefit: true\n")
+    assert training_cutoff(tmp_path, "m").isoformat() == "1998-03-31T22:27:21+00:00"
+    (tmp_path / "config.yaml").write_text("recipe: two-tower-quick\nrefit: false\n")
+    assert training_cutoff(tmp_path, "m").isoformat() == "1998-03-07T15:02:32+00:00"
+    # runs saved now carry the instant itself, whatever their config says
+    split["trained_until"] = "1998-03-20T00:00:00+00:00"
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    assert training_cutoff(tmp_path, "m").isoformat() == "1998-03-20T00:00:00+00:00"
 
 
 def test_read_heldout_through_the_dating_app_mapping(tmp_path: Path) -> None:

@@ -8,7 +8,12 @@ import pytest
 
 from towerkit.cli import main
 from towerkit.core.errors import TowerkitError
-from towerkit.rec.store.engine import check_connection, create_store_engine, redact
+from towerkit.rec.store.engine import (
+    absolute_store,
+    check_connection,
+    create_store_engine,
+    redact,
+)
 
 
 def test_a_file_path_is_an_absolute_sqlite_url(
@@ -90,3 +95,21 @@ def test_a_file_that_is_not_a_database_is_one_line(
     err = capsys.readouterr().err
     assert err == f"error: --db 'sqlite:///{garbage}': export failed: file is not a database\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("db", "expected"),
+    [
+        ("store.db", "{cwd}/store.db"),
+        ("sqlite:///store.db", "sqlite:///{cwd}/store.db"),
+        ("sqlite:////srv/app.db", "sqlite:////srv/app.db"),
+        ("postgresql://u:secret@db.example:5432/app", "postgresql://u:secret@db.example:5432/app"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),  # refused later, by create_store_engine
+        ("", ""),
+    ],
+)
+def test_absolute_store_anchors_sqlite_files_to_the_working_directory(
+    db: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert absolute_store(db) == expected.format(cwd=tmp_path)

@@ -32,6 +32,9 @@ def _model(**extra: object) -> TwoTowerModel:
 
 
 def test_attention_shapes_and_padding_counts_for_nothing() -> None:
+    # seeded: for about 3 % of random starts all five ReLU units of the small head are dead on
+    # these inputs and the term is the same for every candidate (it failed in a full run)
+    torch.manual_seed(0)
     attention = HistoryAttention(n_ids=8, dim=4, hidden=5)
     candidates = torch.tensor([1, 2, 3])
     history = torch.tensor([[[PAD, 4, 5], [PAD, PAD, 6]]] * 3)  # (n, 2, L)

@@ -20,7 +20,7 @@ from towerkit.rec.store.movielens import MovieLens
 from towerkit.rec.twotower.api import load_bundle
 from towerkit.rec.twotower.data import InteractionData
 from towerkit.rec.twotower.model import TwoTowerModel
-from towerkit.rec.twotower.recipe import train
+from towerkit.rec.twotower.recipe import load_recipe, train
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -138,6 +138,7 @@ def test_bundle_api(synthetic_data: InteractionData, tmp_path: Path, fast: list[
     # seen: what each user swiped on before the validation split, nothing after it
     split = json.loads((outcome.run_dir / "split.json").read_text())
     val_start = datetime.fromisoformat(split["val_start"])
+    assert split["trained_until"] == split["val_start"]  # not refitted: validation unseen
     log = synthetic_data.interactions
     users = [str(u) for u in range(1, 11)]
     assert set(log.filter(pl.col("created_at") >= val_start)["viewer_id"]) & set(users)
@@ -200,3 +201,18 @@ def test_unreadable_data_leaves_no_run_directory(
     assert main(["rec", "train", "--data", str(tmp_path / "export")]) == 2
     assert "not a towerkit export (no manifest.json)" in capsys.readouterr().err
     assert list(tmp_path.glob("runs/**/config.yaml")) == []
+
+
+def test_a_recipe_saves_absolute_data_paths_and_no_store_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from towerkit.rec.twotower.sources import without_password
+
+    monkeypatch.chdir(tmp_path)  # `rec evaluate` and `--resume` read them from anywhere
+    assert load_recipe(None, [], data_dir=Path("export")).data.path == str(tmp_path / "export")
+    assert load_recipe(None, [], db_url="store.db").data.db == str(tmp_path / "store.db")
+    url = "postgresql+psycopg://app:s3cret@db.example:5432/app"
+    config = load_recipe(None, [], db_url=url)
+    assert config.data.db == url  # the run itself still connects with the password
+    assert without_password(config).data.db == "postgresql+psycopg://app:***@db.example:5432/app"
+    assert config.data.db == url  # a copy: the recipe is not changed

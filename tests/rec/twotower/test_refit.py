@@ -3,6 +3,7 @@ selection run chose carried over to the longer epochs, each path's weights of it
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -123,7 +124,11 @@ def test_stop_at_steps_keeps_each_path_of_its_own_step(
 
 
 def test_train_with_refit_tests_the_refitted_model(
-    synthetic_data: InteractionData, synthetic_store: str, tmp_path: Path, fast: list[str]
+    synthetic_data: InteractionData,
+    synthetic_store: str,
+    tmp_path: Path,
+    fast: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     overrides = [*fast, "refit=true", "baselines.names=[popularity]"]
     registry = ModelRegistry(tmp_path / "registry")
@@ -140,7 +145,13 @@ def test_train_with_refit_tests_the_refitted_model(
     assert f"done: step {expected}," in (outcome.run_dir / "refit" / "train.log").read_text()
     # warm users are those with train or validation interactions: more than train's alone
     assert "train 0" not in outcome.description and "val 0" in outcome.description
-    # `evaluate` of the saved model splits the data the same way: the same test table
+    # the refitted model trained on the validation period too: an A/B replay starts after it
+    split = json.loads((outcome.run_dir / "split.json").read_text())
+    assert split["trained_until"] == split["test_start"] != split["val_start"]
+    # `evaluate` of the saved model splits the data the same way: the same test table, from
+    # the run's own export, whatever the store holds now and wherever it is run from
+    Path(synthetic_store.removeprefix("sqlite:///")).unlink()
+    monkeypatch.chdir(tmp_path / "rec")
     _, table, described = evaluate(str(outcome.run_dir), registry=registry)
     assert described == outcome.description
     for name, row in outcome.table.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import yaml
 from rich.progress import Progress
 
 from towerkit.core.errors import TowerkitError
@@ -138,7 +139,9 @@ def _events(
 
 
 def training_cutoff(run_dir: Path | None, label: str) -> datetime:
-    """The first instant a model did not train on: its run's ``val_start`` (split.json)."""
+    """The first instant a model did not train on: its run's ``trained_until`` (split.json);
+    for a run saved before that key, ``val_start``, or ``test_start`` where its config.yaml says
+    ``refit: true`` (a refitted model trained on the validation period too)."""
     path = run_dir / "split.json" if run_dir is not None else None
     if path is None or not path.is_file():
         raise TowerkitError(
@@ -146,8 +149,18 @@ def training_cutoff(run_dir: Path | None, label: str) -> datetime:
             "pass --start ISO-INSTANT"
         )
     try:
-        text = json.loads(path.read_text())["val_start"]
+        split = json.loads(path.read_text())
+        key = "trained_until" if "trained_until" in split else _older_run_key(path.parent)
+        text = split[key]
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (KeyError, ValueError, json.JSONDecodeError):
-        raise TowerkitError(f"{path}: expected JSON with an ISO 8601 'val_start'") from None
+    except (KeyError, ValueError, TypeError, AttributeError, json.JSONDecodeError):
+        raise TowerkitError(
+            f"{path}: expected JSON with an ISO 8601 'trained_until' (or 'val_start')"
+        ) from None
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _older_run_key(run_dir: Path) -> str:
+    config = run_dir / "config.yaml"
+    refit = config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("refit") is True
+    return "test_start" if refit else "val_start"

@@ -56,6 +56,28 @@ def _parse(db: str) -> URL:
     raise TowerkitError(f"--db {redact(url)!r}: unsupported database; expected {_EXPECTED}")
 
 
+def absolute_store(db: str) -> str:
+    """``db`` with a SQLite file as an absolute path (a file path stays a path, a sqlite:/// URL
+    a URL); a server URL as given. Invalid values are returned unchanged for ``_parse`` to name."""
+    text = db.strip()
+    if not text:
+        return db
+    if "://" not in text:
+        return str(Path(text).expanduser().absolute())
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        return db
+    if url.drivername in ("sqlite", "sqlite+pysqlite") and url.database not in (
+        None,
+        "",
+        ":memory:",
+    ):
+        absolute = str(Path(str(url.database)).expanduser().absolute())
+        return url.set(database=absolute).render_as_string(hide_password=False)
+    return db
+
+
 def _transactional_sqlite(engine: Engine) -> None:
     # pysqlite commits implicitly before DDL; SQLAlchemy's documented recipe hands transaction
     # control to SQLAlchemy so that a failed seed rolls back its CREATE TABLEs as well

@@ -7,6 +7,7 @@ the training split only; validation and test users / items absent from it get ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from towerkit.core.errors import ConfigError, TowerkitError
+from towerkit.core.io import write_json_atomic
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.data import (
     ITEM_ID,
@@ -29,6 +31,7 @@ from towerkit.rec.twotower.features import SideFeaturizer, TextEncoder
 from towerkit.rec.twotower.history import NEVER, HistoryTensors, history_as_of
 
 MICROSECONDS_A_DAY = 86_400 * 1_000_000  # EncodedInteractions.times are in microseconds
+SPLIT_FILE = "split.json"
 
 
 @dataclass
@@ -286,4 +289,20 @@ def _concat(a: EncodedInteractions, b: EncodedInteractions) -> EncodedInteractio
         np.concatenate([a.item_rows, b.item_rows]),
         np.concatenate([a.labels, b.labels]),
         None if a.times is None or b.times is None else np.concatenate([a.times, b.times]),
+    )
+
+
+def save_split(run_dir: Path, prepared: PreparedData, refit: bool) -> None:
+    """The cutoffs this run used, so ``evaluate`` splits the same data the same way, and
+    ``trained_until``, the first instant its model did not train on (``test_start`` for a model
+    refitted on training + validation, else ``val_start``: what an A/B replay may start at)."""
+    split = prepared.split
+    trained_until = split.test_start if refit else split.val_start
+    write_json_atomic(
+        run_dir / SPLIT_FILE,
+        {
+            "val_start": split.val_start.isoformat(),
+            "test_start": split.test_start.isoformat(),
+            "trained_until": trained_until.isoformat(),
+        },
     )

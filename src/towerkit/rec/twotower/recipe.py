@@ -35,12 +35,14 @@ from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm
 from towerkit.rec.twotower.features import SideFeaturizer
 from towerkit.rec.twotower.model import TowerSpec, TwoTowerModel
 from towerkit.rec.twotower.prepare import (
+    SPLIT_FILE,
     InteractionDataset,
     PreparedData,
     collate,
     merge_validation,
     prepare,
     prepare_split,
+    save_split,
 )
 from towerkit.rec.twotower.refit import (
     ChosenSteps,
@@ -49,7 +51,7 @@ from towerkit.rec.twotower.refit import (
     refit_trainer_config,
 )
 from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
-from towerkit.rec.twotower.sources import load_data
+from towerkit.rec.twotower.sources import absolute_sources, load_data, without_password
 from towerkit.rec.twotower.text import CachedSentenceEncoder
 from towerkit.rec.twotower.training import TwoTowerLoss
 
@@ -57,7 +59,6 @@ if TYPE_CHECKING:
     from towerkit.core.trainer import TrainResult
 
 TWO_TOWER = "two_tower"
-SPLIT_FILE = "split.json"
 
 
 @dataclass
@@ -88,6 +89,7 @@ def load_recipe(
     path = config_path if config_path is not None else default_config_path("quick")
     config: TwoTowerRecipe = load_config(TwoTowerRecipe, path, [*overrides, *extra])
     check_arch(config, f"config file {path}", overrides)
+    absolute_sources(config.data)
     return config
 
 
@@ -266,11 +268,12 @@ def train(
         config = load_config(TwoTowerRecipe, resume / "config.yaml")
     else:
         config = load_recipe(config_path, overrides, data_dir, db_url)
-    run_dir = resume or start_run("rec", config.recipe, config, root=runs_root)
+    saved = without_password(config)  # what config.yaml and the registry's config hash see
+    run_dir = resume or start_run("rec", config.recipe, saved, root=runs_root)
     try:
         data = data if data is not None else load_data(config.data, run_dir)
         prepared = build_prepared(config, data)
-        save_split(run_dir, prepared)
+        save_split(run_dir, prepared, config.refit)
         model = build_model(config, prepared)
     except BaseException:
         if resume is None:  # bad data or model settings: leave no run directory behind
@@ -320,7 +323,7 @@ def train(
     metrics.update(_ratios(test_table, config.eval.headline))
     registry = registry or ModelRegistry()
     version = finish_run(
-        run_dir, model, metrics, config,
+        run_dir, model, metrics, saved,
         register_as=REGISTRY_NAME, data_files=data.files,
         tags={"recipe": config.recipe, "arch": config.arch}, registry=registry,
     )  # fmt: skip
@@ -360,15 +363,6 @@ def _ratios(table: dict[str, dict[str, float]], headline: str) -> dict[str, floa
             if metric in ours and row.get(metric):
                 out[f"test_ratio_{metric}_vs_{name}"] = ours[metric] / row[metric]
     return out
-
-
-def save_split(run_dir: Path, prepared: PreparedData) -> None:
-    """The cutoffs this run used, so ``evaluate`` splits the same data the same way."""
-    split = prepared.split
-    write_json_atomic(
-        run_dir / SPLIT_FILE,
-        {"val_start": split.val_start.isoformat(), "test_start": split.test_start.isoformat()},
-    )
 
 
 def evaluate(

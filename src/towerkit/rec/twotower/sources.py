@@ -2,7 +2,9 @@
 
 - ``data.path``: a folder written by ``towerkit rec export`` (read with
   ``towerkit.rec.store.read_export``);
-- ``data.db``: a store URL; it is exported into ``<run_dir>/data`` first, then read;
+- ``data.db``: a store URL; it is exported into ``<run_dir>/data`` first, then read; a resumed
+  or re-evaluated run reads that copy again, so it sees the data it trained on whatever the
+  store holds now (and the run's config.yaml keeps the URL without its password);
 - ``movielens_data()``: the same frames ``seed-db`` + ``export`` produce, built in memory from the
   ``movielens-100k`` asset (tests and benchmarks that need no database).
 """
@@ -10,26 +12,55 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from towerkit.core.errors import ConfigError, TowerkitError
 from towerkit.rec.twotower.data import ITEM_ID, USER_ID, InteractionData, kinds_from
 
+if TYPE_CHECKING:
+    from towerkit.rec.twotower.config import TwoTowerRecipe
+
 
 def load_data(config: Any, run_dir: Path) -> InteractionData:
     """``config`` is the recipe's DataConfig (path or db)."""
+    from towerkit.rec.store.layout import Layout
+
     if config.path and config.db:
         raise ConfigError("data: give either path (an export folder) or db (a store URL), not both")
     if config.path:
         return read_export_dir(Path(config.path))
     if config.db:
-        return export_and_read(config.db, run_dir / "data")
+        copy = run_dir / "data"
+        if Layout(copy).manifest.is_file():  # a resumed or re-evaluated run: its own export
+            return read_export_dir(copy)
+        return export_and_read(config.db, copy)
     raise ConfigError(
         "data: no data given; pass --data DIR (a `towerkit rec export` folder) or --db URL"
     )
+
+
+def absolute_sources(config: Any) -> None:
+    """``data.path`` and a SQLite ``data.db`` file as absolute paths, so that the run's saved
+    config finds its data from any working directory (``rec evaluate``, ``--resume``)."""
+    from towerkit.rec.store.engine import absolute_store
+
+    if config.path:
+        config.path = str(Path(config.path).expanduser().resolve())
+    if config.db:
+        config.db = absolute_store(config.db)
+
+
+def without_password(config: TwoTowerRecipe) -> TwoTowerRecipe:
+    """The recipe as its run saves it: a store URL's password shown as ***."""
+    from towerkit.rec.store.engine import redact
+
+    if not config.data.db:
+        return config
+    return replace(config, data=replace(config.data, db=redact(config.data.db)))
 
 
 def read_export_dir(path: Path) -> InteractionData:
@@ -37,7 +68,7 @@ def read_export_dir(path: Path) -> InteractionData:
 
     if not path.is_dir():
         raise TowerkitError(
-            f"--data {path}: not a folder (expected a `towerkit rec export` output)"
+            f"data.path {path}: not a folder (expected a `towerkit rec export` output)"
         )
     return from_export(read_export(path), f"export {path}")
 
