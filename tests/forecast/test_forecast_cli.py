@@ -56,7 +56,11 @@ def test_fetch_command_from_a_local_mirror(
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["forecast", "fetch", "--repos", str(tmp_path / "none.txt")]) == 2
-    assert "none.txt: expected a file of owner/name lines" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"error: --repos {tmp_path / 'none.txt'}: not found (a file of owner/name lines or a corpus folder)"
+    )
     assert main(["forecast", "prepare", f"data.corpus={tmp_path / 'absent'}"]) == 2
     assert "data.corpus" in capsys.readouterr().err
     assert main(["forecast", "train", "data.lookback=many"]) == 2

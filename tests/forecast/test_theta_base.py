@@ -170,13 +170,22 @@ def test_unknown_base_is_a_one_line_error(tmp_path: Path) -> None:
         create_model("forecast-dualtower-lstm", target_inputs=[0], base="theta", base_weight=2.0)
 
 
-def test_train_with_theta_base_and_refit(tmp_path: Path, small_recipe: Callable[..., Any]) -> None:
+def test_train_with_theta_base_and_refit(
+    tmp_path: Path, small_recipe: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from towerkit.core.registry import ModelRegistry
     from towerkit.forecast.recipe import train
+    from towerkit.forecast.text import EmbeddingCache
+
+    def no_embedding(*_: object, **__: object) -> None:
+        raise AssertionError("a model without the text tower embedded texts")
 
     config = small_recipe("trainer.stages=[{name: train, epochs: 3, lr: 0.002}]")
-    result = train(config, registry=ModelRegistry(tmp_path / "r.db"), runs_root=tmp_path)
+    with monkeypatch.context() as patch:  # the recipe's model.use_text is false
+        patch.setattr(EmbeddingCache, "embed", no_embedding)
+        result = train(config, registry=ModelRegistry(tmp_path / "r.db"), runs_root=tmp_path)
     data = result.data
+    assert data.train.text.shape == (len(data.train.arrays.pairs), 0)
     assert data.train.arrays.base is not None and data.val.arrays.base is not None
     assert (tmp_path / "t.parquet").parent.joinpath("theta").is_dir()  # the cache
     steps = result.metrics["best_step"]

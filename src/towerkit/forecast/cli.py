@@ -60,6 +60,10 @@ def fetch_command(
     cache = out or towerkit_home() / "forecast" / "opendigger"
     if cache.exists() and not cache.is_dir():
         raise TowerkitError(f"--out {cache}: is a file; expected a cache folder")
+    if not repos.exists():
+        raise TowerkitError(
+            f"--repos {repos}: not found (a file of owner/name lines or a corpus folder)"
+        )
     names = read_repo_list(repos)
     if not names:
         raise TowerkitError(f"--repos {repos}: no owner/name lines (or repository folders) in it")

@@ -173,9 +173,11 @@ def load_data(
     progress: bool = True,
     windows: bool = True,
     base: BaseKind = "last",
+    text: bool = True,
 ) -> ForecastData:
     """The panel and splits; with ``windows`` also the training and validation windows and
-    their texts (``evaluate`` and ``predict`` need neither); ``base="theta"`` adds every
+    their texts (``evaluate`` and ``predict`` need neither; ``text=False``, for a model without
+    the text tower, skips the texts and leaves (N, 0) arrays); ``base="theta"`` adds every
     window's Theta forecast, ``base="comb"`` the comb and its members (computed once, then
     read from the cache)."""
     path = table_path(config)
@@ -201,7 +203,12 @@ def load_data(
         )
         if windows and len(arrays.pairs) == 0:
             raise TowerkitError(f"data: no {name} windows (too few repositories or months)")
-        parts.append(SplitWindows(arrays, text_for(panel, cache, arrays.pairs, progress=progress)))
+        texts = (
+            text_for(panel, cache, arrays.pairs, progress=progress)
+            if text
+            else np.zeros((len(arrays.pairs), 0), dtype=np.float32)
+        )
+        parts.append(SplitWindows(arrays, texts))
     return ForecastData(panel, splits, parts[0], parts[1], target_idx, path, cache, config, base)
 
 

@@ -286,7 +286,9 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     started = time.perf_counter()
-    data = load_data(config.data, config.encoder, progress, base=config.model.base)
+    data = load_data(
+        config.data, config.encoder, progress, base=config.model.base, text=config.model.use_text
+    )
     # the table, the base's statsforecast fits and the text embeddings, where not cached yet
     prepare_seconds = time.perf_counter() - started
     run_dir = start_run("forecast", config.recipe, config, root=runs_root)
