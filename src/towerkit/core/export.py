@@ -28,6 +28,7 @@ from torch.utils import _pytree as pytree
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.model import eval_mode
+from towerkit.core.quiet import quiet_converters
 
 DynamicDims = Mapping[str, Mapping[int, str]]
 # protobuf refuses messages over 2 GiB; above this many weight bytes they go to <name>.onnx.data
@@ -168,7 +169,7 @@ def export_onnx(
     _check_names(example_inputs, input_names)
     dynamic_shapes = _dynamic_shapes(example_inputs, input_names, output_names, dynamic_dims)
     model_name = type(model).__name__
-    with eval_mode(model), warnings.catch_warnings():
+    with eval_mode(model), quiet_converters(), warnings.catch_warnings():
         # one Dim shared by several inputs makes the exporter note each duplicate axis name
         warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
         try:

@@ -29,6 +29,7 @@ from towerkit.core.export import (
 )
 from towerkit.core.io import atomic_dir
 from towerkit.core.model import eval_mode
+from towerkit.core.quiet import quiet_converters
 
 
 def export_coreml(
@@ -48,7 +49,8 @@ def export_coreml(
     Core ML ML programs need an upper bound on every dynamic dimension: ``max_dim_size``.
     ``minimum_deployment_target`` is a ``coremltools.target`` member or its name ("iOS16").
     """
-    ct = _import_coremltools()
+    with quiet_converters():
+        ct = _import_coremltools()
     target = Path(path)
     if target.suffix != ".mlpackage":
         raise TowerkitError(f"{target}: a Core ML ML program is a folder ending in .mlpackage")
@@ -59,7 +61,7 @@ def export_coreml(
         example_inputs, input_names, output_names, dynamic_dims, max_size=max_dim_size
     )
     model_name = type(model).__name__
-    with eval_mode(model):
+    with eval_mode(model), quiet_converters():
         exported = _export_program(model, example_inputs, input_names, dynamic_shapes)
         with torch.no_grad():
             example_outputs = pytree.tree_leaves(model(*example_inputs))
@@ -70,16 +72,17 @@ def export_coreml(
         )
     _register_coreml_lstm_alias()
     try:
-        mlmodel = ct.convert(
-            exported,
-            # float I/O stays float32 even where iOS16+ targets would default it to float16
-            inputs=_coreml_tensor_types(ct, input_names, example_inputs),
-            outputs=_coreml_tensor_types(ct, output_names, example_outputs),
-            convert_to="mlprogram",
-            minimum_deployment_target=_coreml_target(ct, minimum_deployment_target),
-            compute_precision=getattr(ct.precision, compute_precision.upper()),
-            skip_model_load=sys.platform != "darwin",  # only macOS can compile and load it
-        )
+        with quiet_converters():
+            mlmodel = ct.convert(
+                exported,
+                # float I/O stays float32 even where iOS16+ targets would default it to float16
+                inputs=_coreml_tensor_types(ct, input_names, example_inputs),
+                outputs=_coreml_tensor_types(ct, output_names, example_outputs),
+                convert_to="mlprogram",
+                minimum_deployment_target=_coreml_target(ct, minimum_deployment_target),
+                compute_precision=getattr(ct.precision, compute_precision.upper()),
+                skip_model_load=sys.platform != "darwin",  # only macOS can compile and load it
+            )
     except Exception as exc:
         raise TowerkitError(
             f"Core ML conversion of {model_name} failed: {_first_error_line(exc)}"

@@ -195,8 +195,6 @@ def _served_parity(bundle: TwoTowerBundle, path: Path, names: Sequence[str], row
 
 
 def _export_coreml(bundle: TwoTowerBundle, folder: Path) -> dict[str, Any]:
-    import coremltools as ct
-
     from towerkit.core.export import export_coreml
 
     module, example, names = bundle.query_tower_for_export()
@@ -209,6 +207,8 @@ def _export_coreml(bundle: TwoTowerBundle, folder: Path) -> dict[str, Any]:
         dynamic_dims={name: {0: "batch"} for name in names},
         max_dim_size=COREML_MAX_BATCH,
     )
+    import coremltools as ct  # after export_coreml, which imports it without its chatter
+
     spec = ct.utils.load_spec(str(path))
     inputs = [f.name for f in spec.description.input]
     outputs = [f.name for f in spec.description.output]

@@ -1,0 +1,35 @@
+"""``quiet_converters``: the exporters' known, harmless chatter kept off the user's terminal.
+
+torch's ONNX exporter logs a warning for every torchvision operator it cannot register when
+torchvision is absent (it is not needed here), torch.export warns that a pytree class is
+deprecated, and coremltools logs on import that its macOS-only runtime and the installed
+scikit-learn / torch versions are unsupported, then warns of float overflows in casts it folds.
+None of it is about the user's model; real failures still raise (and errors still log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+
+_CHATTY_LOGGERS = ("torch.onnx", "coremltools")
+
+
+@contextlib.contextmanager
+def quiet_converters() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec")
+            warnings.filterwarnings(
+                "ignore", category=RuntimeWarning, message="overflow encountered in cast"
+            )
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
