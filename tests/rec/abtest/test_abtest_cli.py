@@ -125,6 +125,7 @@ def test_simulate_on_a_missing_store_fails_before_loading_models(
         (["--start", "yesterday"], "error: --start: expected an ISO 8601 instant, got 'yesterday'"),
         (["--k", "0"], "error: --k: expected at least 1, got 0"),
         (["--weights", "0.5"], "error: --weights: expected 2 weights, got 1"),
+        (["--mapping", "{tmp}/nope.yaml"], "error: config file {tmp}/nope.yaml: not found"),
     ],
 )
 def test_simulate_bad_flags_fail_before_the_store_or_the_models(
@@ -138,26 +139,9 @@ def test_simulate_bad_flags_fail_before_the_store_or_the_models(
         conn.execute(sa.text("CREATE TABLE users (id TEXT PRIMARY KEY)"))
     # the models do not exist: a check after loading them would name them instead
     args = ["rec", "abtest", "simulate", "--db", str(db), "--a", "nope/1", "--b", "nope/2"]
-    assert main([*args, *flags]) == 2
+    assert main([*args, *(flag.format(tmp=tmp_path) for flag in flags)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == expected
-    assert sa.inspect(engine).get_table_names() == ["users"]  # no A/B tables created
-    engine.dispose()
-
-
-def test_simulate_missing_mapping_file_fails_before_the_store_or_the_models(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import sqlalchemy as sa
-
-    db = tmp_path / "store.db"
-    engine = create_store_engine(str(db))
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE users (id TEXT PRIMARY KEY)"))
-    mapping = tmp_path / "nope.yaml"
-    args = ["rec", "abtest", "simulate", "--db", str(db), "--a", "nope/1", "--b", "nope/2"]
-    assert main([*args, "--mapping", str(mapping)]) == 2
-    assert capsys.readouterr().err.strip() == f"error: config file {mapping}: not found"
+    assert err == expected.format(tmp=tmp_path)
     assert sa.inspect(engine).get_table_names() == ["users"]  # no A/B tables created
     engine.dispose()
 
