@@ -57,3 +57,10 @@ def test_readme_command_names_a_command_and_its_options(line: str) -> None:
         if word.startswith("-") and word not in ("-", "--help"):  # click adds --help itself
             flag = word.split("=", 1)[0]
             assert flag in options, f"{line!r}: {flag} is not an option of {command.name}"
+
+
+def test_readme_config_files_exist() -> None:
+    named = {w for line in COMMANDS for w in line.split() if w.startswith("configs/")}
+    assert named, "the README names no recipe file"
+    missing = sorted(path for path in named if not (repo_root() / path).is_file())
+    assert not missing, f"README names config files that do not exist: {missing}"
