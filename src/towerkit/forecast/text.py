@@ -10,6 +10,7 @@ once per distinct text and kept in ``TOWERKIT_HOME/cache/forecast/``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -113,7 +114,9 @@ class EmbeddingCache:
 
     def __init__(self, encoder: str = "all-minilm-l6-v2", path: Path | None = None) -> None:
         self.encoder = encoder
-        self.path = path or towerkit_home() / "cache" / "forecast" / f"text-{encoder}.npz"
+        # a hub id (org/name) or a local folder as one file name, not a tree of folders
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder).strip("_")
+        self.path = path or towerkit_home() / "cache" / "forecast" / f"text-{name}.npz"
         self._vectors: dict[str, np.ndarray] = {}
         if self.path.is_file():
             with np.load(self.path, allow_pickle=False) as data:
