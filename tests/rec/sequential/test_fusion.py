@@ -105,3 +105,27 @@ def test_round_trip_and_config_errors(tmp_path: Path) -> None:
                 text=TextRetrieverConfig(n_items=31, n_users=2),
             )
         )
+
+
+def test_the_recipe_starts_from_the_same_weights_for_the_same_seed() -> None:
+    import dataclasses
+
+    from towerkit.core.config import load_config
+    from towerkit.rec.sequential.ur4rec import UR4RecRecipeConfig, config_path, initial_model
+
+    config = load_config(UR4RecRecipeConfig, config_path("quick"))
+    m = config.model
+    config.model = dataclasses.replace(
+        m,
+        sasrec=dataclasses.replace(m.sasrec, n_items=50),
+        text=dataclasses.replace(m.text, n_items=50, n_users=20),
+        multimodal=dataclasses.replace(m.multimodal, n_items=50, n_users=20),
+    )
+    first = initial_model(config).state_dict()
+    torch.rand(7)  # whatever ran before, the draw starts from trainer.seed
+    second = initial_model(config).state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    config.trainer.seed += 1
+    other = initial_model(config).state_dict()
+    assert not torch.equal(first["sasrec.item_emb.weight"], other["sasrec.item_emb.weight"])
