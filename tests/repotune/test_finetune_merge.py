@@ -156,3 +156,13 @@ def test_refuses_quantised_base(tiny_base: Path, data_dir: Path, tmp_path: Path)
     weight = plain.model.embed_tokens.weight.detach().to(torch.int8)
     plain.model.embed_tokens.weight = torch.nn.Parameter(weight, requires_grad=False)
     assert is_quantised(plain) == "a torch.int8 weight tensor"
+
+
+def test_resume_takes_the_checkpoint_of_the_highest_step(tmp_path: Path) -> None:
+    from towerkit.repotune.finetune import newest_checkpoint
+
+    assert newest_checkpoint(tmp_path) is None
+    for name in ("checkpoint-8", "checkpoint-16", "checkpoint-best"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint-20").write_text("a file, not a checkpoint folder")
+    assert newest_checkpoint(tmp_path) == tmp_path / "checkpoint-16"  # by name: checkpoint-8

@@ -20,7 +20,12 @@ from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
 from towerkit.repotune.config import FinetuneConfig
 from towerkit.repotune.generate import read_jsonl
-from towerkit.repotune.model_io import base_folder, load_model, load_tokenizer
+from towerkit.repotune.model_io import (
+    base_folder,
+    load_model,
+    load_tokenizer,
+    quiet_peft_deprecations,
+)
 
 
 def to_prompt_completion(
@@ -104,6 +109,17 @@ def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The ``checkpoint-<step>`` folder of the highest step (by number: checkpoint-8 is older
+    than checkpoint-16, which a sort by name gets wrong), or None."""
+    steps = {
+        int(path.name.removeprefix("checkpoint-")): path
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
+    }
+    return steps[max(steps)] if steps else None
+
+
 def _sft_args(config: FinetuneConfig, run_dir: Path) -> Any:
     import torch
     from trl import SFTConfig
@@ -127,7 +143,7 @@ def _sft_args(config: FinetuneConfig, run_dir: Path) -> Any:
         max_length=config.max_length,
         completion_only_loss=True,
         bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,  # transformers 5 renamed it
         deepspeed=config.deepspeed,
         use_cpu=not torch.cuda.is_available(),
         report_to=[],
@@ -162,20 +178,21 @@ def finetune(
         task_type="CAUSAL_LM",
     )
     dataset = Dataset.from_list(to_prompt_completion(rows, config.chat_template_kwargs))
-    trainer: Any = SFTTrainer(
-        model=model,
-        args=_sft_args(config, run_dir),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[_progress_callback()],
-    )
-    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"))
-    if resume and not checkpoints:
+    with quiet_peft_deprecations():
+        trainer: Any = SFTTrainer(
+            model=model,
+            args=_sft_args(config, run_dir),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[_progress_callback()],
+        )
+    newest = newest_checkpoint(run_dir / "checkpoints")
+    if resume and newest is None:
         raise TowerkitError(f"--resume {run_dir}: no checkpoint-* folder under checkpoints/")
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume else None)
+    output = trainer.train(resume_from_checkpoint=str(newest) if resume else None)
     seconds = time.perf_counter() - started
     adapter_dir = run_dir / "adapter"
     trainer.model.save_pretrained(adapter_dir)

@@ -15,7 +15,12 @@ from towerkit.core.io import atomic_dir, write_json_atomic
 from towerkit.repotune.config import MergeConfig
 from towerkit.repotune.finetune import adapter_base
 from towerkit.repotune.generate import read_jsonl
-from towerkit.repotune.model_io import is_quantised, load_model, load_tokenizer
+from towerkit.repotune.model_io import (
+    is_quantised,
+    load_model,
+    load_tokenizer,
+    quiet_peft_deprecations,
+)
 
 _FALLBACK_PROMPTS = ["Where is the main entry point defined?", "Explain what this repository does."]
 
@@ -73,7 +78,8 @@ def merge_adapter(
     tokenizer = load_tokenizer(adapter_dir)
     if len(tokenizer) > base.get_input_embeddings().num_embeddings:
         base.resize_token_embeddings(len(tokenizer))
-    model = PeftModel.from_pretrained(base, adapter_dir)
+    with quiet_peft_deprecations():
+        model = PeftModel.from_pretrained(base, adapter_dir)
     prompts = sample_prompts(tokenizer, data_dir, config.parity_samples)
     before = logits_on(model, tokenizer, prompts)
     merged = model.merge_and_unload()

@@ -6,6 +6,9 @@ under TOWERKIT_HOME/gguf/ (shared with rec's copy of the same file).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +101,14 @@ def is_quantised(model: Any) -> str | None:
         if not param.dtype.is_floating_point:
             return f"a {param.dtype} weight tensor"
     return None
+
+
+@contextlib.contextmanager
+def quiet_peft_deprecations() -> Iterator[None]:
+    """peft calls transformers 5's deprecated ``is_gradient_checkpointing`` when it wraps a model:
+    a FutureWarning about peft's code, not the user's, on every fine-tune and merge."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
