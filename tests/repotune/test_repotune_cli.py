@@ -41,6 +41,16 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "adapter_config.json" in capsys.readouterr().err
 
 
+def test_run_on_a_missing_path_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOWERKIT_RUNS", str(tmp_path / "runs"))
+    assert main(["repotune", "run", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: PATH '{tmp_path / 'missing'}': not a folder and not a git URL"
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_run_chains_all_steps_on_smollm2(tmp_path: Path) -> None:
     config = load_repotune_config(

@@ -42,12 +42,13 @@ class RunResult:
 
 def run_all(target: str, config: RepotuneConfig, runs_root: Path | None = None) -> RunResult:
     """analyze -> generate -> finetune -> merge -> evaluate, each writing into one run directory."""
-    from towerkit.repotune.analyze import analyze_repository
+    from towerkit.repotune.analyze import analyze_repository, resolve_repository
     from towerkit.repotune.evaluate import evaluate_models
     from towerkit.repotune.finetune import adapter_base, finetune
     from towerkit.repotune.generate import generate_dataset
     from towerkit.repotune.merge import merge_adapter
 
+    root = resolve_repository(target)  # a bad PATH fails before there is a run directory
     run_dir = new_run_dir("repotune", config.recipe, runs_root)
     save_config(config, run_dir / "config.yaml")
     result = RunResult(run_dir)
@@ -63,7 +64,7 @@ def run_all(target: str, config: RepotuneConfig, runs_root: Path | None = None) 
     analysis = step(
         "analyze",
         analyze_repository,
-        target,
+        root,
         run_dir / "analysis",
         workers=config.analyze.workers or None,
         incremental=config.analyze.incremental,
