@@ -10,10 +10,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from towerkit.core.config import config_hash, save_config
+from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
 from towerkit.core.model import BaseModel
 from towerkit.core.paths import new_run_dir
 from towerkit.core.registry import ModelRegistry, ModelVersion, data_fingerprint
+
+
+def resume_config(run_dir: Path) -> Path:
+    """The config.yaml a ``--resume`` reads; refused for a folder that is not a run and for a
+    finished run (its metrics.json is written last: resuming it would train nothing and
+    register the same model again)."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise TowerkitError(f"{run_dir}: not a run directory (no config.yaml)")
+    if (run_dir / "metrics.json").is_file():
+        raise TowerkitError(
+            f"{run_dir}: the run finished (metrics.json is written); nothing to resume"
+        )
+    return config
 
 
 def start_run(domain: str, recipe: str, config: Any, root: Path | None = None) -> Path:

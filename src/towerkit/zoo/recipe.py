@@ -25,7 +25,7 @@ from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
 from towerkit.core.model import BaseModel
 from towerkit.core.registry import ModelRegistry, ModelVersion, parse_ref
-from towerkit.core.run import Promote, finish_run, maybe_promote, start_run
+from towerkit.core.run import Promote, finish_run, maybe_promote, resume_config, start_run
 from towerkit.zoo.families import (
     FAMILY_MODULES,
     Evaluation,
@@ -112,9 +112,7 @@ def train(
             raise TowerkitError(
                 "--resume: the run's own config.yaml is used; drop --config/overrides"
             )
-        if not (resume / "config.yaml").is_file():
-            raise TowerkitError(f"{resume}: not a run directory (no config.yaml)")
-        config: Any = load_config(family.config_class, resume / "config.yaml")
+        config: Any = load_config(family.config_class, resume_config(resume))
     else:
         config = load_recipe_config(family, config_path, overrides)
     data = family.build_data(config)

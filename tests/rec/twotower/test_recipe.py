@@ -97,6 +97,7 @@ def test_resume_gives_identical_weights(
     for path in later:
         shutil.rmtree(path)
     assert sorted((run / "checkpoints").glob("step-*"))[-1].name == f"step-{cut:08d}"
+    (run / "metrics.json").unlink()  # written last: a killed run has none
     resumed = train(resume=run, data=synthetic_data, promote="never")
     a = load_file(str(full.run_dir / "model" / "model.safetensors"))
     b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))

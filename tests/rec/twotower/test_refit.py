@@ -179,6 +179,7 @@ def test_resume_with_like_selection_and_refit_gives_identical_weights(
     for path in (run / "checkpoints").glob("step-*"):
         if int(path.name.split("-")[1]) > cut:
             shutil.rmtree(path)
+    (run / "metrics.json").unlink()  # written last: a killed run has none
     resumed = train(resume=run, data=synthetic_data, promote="never")
     assert resumed.metrics["train_like_best_step"] == full.metrics["train_like_best_step"]
     assert resumed.metrics["refit_steps"] == full.metrics["refit_steps"]

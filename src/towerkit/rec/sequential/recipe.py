@@ -23,7 +23,7 @@ from towerkit.core.errors import TowerkitError
 from towerkit.core.model import BaseModel
 from towerkit.core.paths import repo_root, runs_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
-from towerkit.core.run import finish_run, start_run
+from towerkit.core.run import finish_run, resume_config, start_run
 from towerkit.core.schedules import StageConfig, TrainerConfig
 from towerkit.rec.sequential.data import SeqDataset, build_dataset
 from towerkit.rec.sequential.formats import read_source
@@ -144,9 +144,7 @@ def train(
             raise TowerkitError(
                 "--resume: the run's own config.yaml is used; drop --config/overrides"
             )
-        if not (resume / "config.yaml").is_file():
-            raise TowerkitError(f"{resume}: not a run directory (no config.yaml)")
-        config = load_config(SeqRecipeConfig, resume / "config.yaml")
+        config = load_config(SeqRecipeConfig, resume_config(resume))
         data = SeqDataset.load(resume / "data")
         run_dir = resume
     else:

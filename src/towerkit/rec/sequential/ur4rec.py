@@ -23,7 +23,7 @@ from towerkit.core.errors import TowerkitError
 from towerkit.core.io import write_json_atomic
 from towerkit.core.paths import repo_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
-from towerkit.core.run import finish_run, start_run
+from towerkit.core.run import finish_run, resume_config, start_run
 from towerkit.core.schedules import TrainerConfig
 from towerkit.rec.sequential.data import SeqDataset
 from towerkit.rec.sequential.features import (
@@ -148,9 +148,7 @@ def train_ur4rec(
     if resume is not None:
         if config_file is not None or overrides:
             raise TowerkitError("--resume: the run's own config.yaml is used; drop --config")
-        if not (resume / "config.yaml").is_file():
-            raise TowerkitError(f"{resume}: not a run directory (no config.yaml)")
-        config = load_config(UR4RecRecipeConfig, resume / "config.yaml")
+        config = load_config(UR4RecRecipeConfig, resume_config(resume))
         data, run_dir = SeqDataset.load(resume / "data"), resume
     else:
         config = load_config(UR4RecRecipeConfig, config_file or config_path("quick"), overrides)

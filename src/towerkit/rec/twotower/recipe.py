@@ -25,7 +25,7 @@ from towerkit.core.io import write_json_atomic
 from towerkit.core.model import create_model
 from towerkit.core.paths import repo_root
 from towerkit.core.registry import ModelRegistry, ModelVersion
-from towerkit.core.run import Promote, finish_run, maybe_promote, start_run
+from towerkit.core.run import Promote, finish_run, maybe_promote, resume_config, start_run
 from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
 from towerkit.rec.twotower.attention import item_factors
 from towerkit.rec.twotower.baselines import fit_baselines
@@ -263,9 +263,7 @@ def train(
             raise TowerkitError(
                 "--resume: the run's own config.yaml is used; drop the other options"
             )
-        if not (resume / "config.yaml").is_file():
-            raise TowerkitError(f"{resume}: not a run directory (no config.yaml)")
-        config = load_config(TwoTowerRecipe, resume / "config.yaml")
+        config = load_config(TwoTowerRecipe, resume_config(resume))
     else:
         config = load_recipe(config_path, overrides, data_dir, db_url)
     saved = without_password(config)  # what config.yaml and the registry's config hash see
