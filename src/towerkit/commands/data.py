@@ -33,7 +33,8 @@ def _size(total_bytes: int) -> str:
 def list_command() -> None:
     """Every registered asset with its status and its sources, best first."""
     table = Table(title="assets", title_justify="left")
-    for column in ("name", "kind", "status", "sources"):
+    table.add_column("name", no_wrap=True)  # copied into commands: never split across lines
+    for column in ("kind", "status", "sources"):
         table.add_column(column, overflow="fold")
     for asset in list_assets():
         status = asset_status(asset.name)
