@@ -22,7 +22,13 @@ def test_analyze_and_generate_commands(tmp_path: Path, capsys: pytest.CaptureFix
         or (out / "repository_analysis.json").is_file()
     )
     assert main(["repotune", "generate", str(out), "generate.max_elements=40"]) == 0
+    printed = capsys.readouterr().out
     meta = json.loads((out / "data" / "metadata.json").read_text())
+    samples = next(line for line in printed.splitlines() if line.startswith("samples: "))
+    shown = sorted(samples.removeprefix("samples: ").split(", "))
+    assert shown == sorted(f"{name} {count}" for name, count in meta["counts"].items())
+    assert "{" not in printed  # words, not a Python dict
+    assert printed.count("removed from ") == len(meta["removed"])
     assert meta["config"]["max_elements"] == 40 and meta["counts"]["train"] > 0
     assert meta["config"]["tasks"] == [
         "code_location",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True, help=__doc__.split("\n\n")[0] if __doc__ else None)
 console = Console(soft_wrap=True)
@@ -18,6 +19,13 @@ _CONFIG = typer.Option(
     None, "--config", "-c", help="recipe YAML (default configs/repotune/quick.yaml)"
 )
 _OVERRIDES = typer.Argument(None, help="key.sub=value overrides, e.g. finetune.max_steps=10")
+
+
+def _metrics_table(metrics: dict[str, float]) -> Table:
+    table = Table("metric", "value", title="finetune", title_justify="left")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4g}")
+    return table
 
 
 def _config(config: Path | None, overrides: list[str] | None):  # type: ignore[no-untyped-def]
@@ -58,7 +66,10 @@ def generate_command(
     from towerkit.repotune.generate import generate_dataset
 
     meta = generate_dataset(out, data or out / "data", _config(config, overrides).generate)
-    console.print(f"samples: {meta['counts']}; removed: {meta['removed']}")
+    console.print("samples: " + ", ".join(f"{n} {c}" for n, c in meta["counts"].items()))
+    for split, reasons in meta["removed"].items():
+        dropped = ", ".join(f"{reason} {count}" for reason, count in reasons.items() if count)
+        console.print(f"removed from {split}: {dropped or 'none'}")
     console.print(f"{meta['samples_per_minute']:.0f} samples/minute; wrote {data or out / 'data'}")
 
 
@@ -74,7 +85,7 @@ def finetune_command(
     from towerkit.repotune.finetune import finetune
 
     metrics = finetune(data, run, _config(config, overrides).finetune, resume=resume)
-    console.print({k: round(v, 4) for k, v in metrics.items()})
+    console.print(_metrics_table(metrics))
 
 
 @app.command("merge")
