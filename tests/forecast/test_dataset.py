@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.dataset import build_table, read_panel, write_table
@@ -48,3 +49,21 @@ def test_table_round_trip_and_report(corpus: Path, tmp_path: Path) -> None:
     }
     assert written["summary"].startswith(f"3 repositories, {report.files} files read, ")
     assert written["summary"].endswith(", 1 malformed (skipped)")
+
+
+def test_each_corpus_has_its_own_prepared_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `prepare data.corpus=<a fetch cache>` once replaced the one shared table, and a later
+    # `train` on the shared corpus read the fetched repositories instead
+    from towerkit.forecast.data import ForecastDataConfig, table_path
+
+    monkeypatch.setenv("TOWERKIT_HOME", str(tmp_path / "home"))
+    shared = table_path(ForecastDataConfig(corpus=str(tmp_path / "shared" / "opendigger")))
+    fetched = table_path(ForecastDataConfig(corpus=str(tmp_path / "cache" / "opendigger")))
+    assert shared != fetched and shared.parent == fetched.parent == tmp_path / "home" / "forecast"
+    assert shared.name.startswith("opendigger-opendigger-") and shared.suffix == ".parquet"
+    again = ForecastDataConfig(corpus=str(tmp_path / "shared" / "opendigger"))
+    assert table_path(again) == shared
+    own = ForecastDataConfig(table=str(tmp_path / "t.parquet"))
+    assert table_path(own) == tmp_path / "t.parquet"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from towerkit.forecast.windows import (
 @dataclass
 class ForecastDataConfig:
     corpus: str = "../shared/data/opendigger"  # owner/repo/<metric>.json, or a fetch cache
-    table: str = ""  # the prepared Parquet table; "" = TOWERKIT_HOME/forecast/opendigger.parquet
+    table: str = ""  # the prepared Parquet table; "" = one per corpus under TOWERKIT_HOME/forecast/
     repos_limit: int = 0  # >0: the first N repositories by name (quick runs)
     targets: list[str] = field(default_factory=lambda: list(TARGETS))
     lookback: int = 24
@@ -52,9 +53,13 @@ class ForecastDataConfig:
 
 
 def table_path(config: ForecastDataConfig) -> Path:
+    """``data.table``, or one table per corpus folder under TOWERKIT_HOME/forecast/: a table
+    prepared from another corpus (a fetch cache) is never read in place of this one's."""
     if config.table:
         return resolve_local_path(config.table)
-    return towerkit_home() / "forecast" / "opendigger.parquet"
+    root = resolve_local_path(config.corpus)
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+    return towerkit_home() / "forecast" / f"opendigger-{root.name}-{digest}.parquet"
 
 
 def theta_cache_dir(config: ForecastDataConfig) -> Path:
