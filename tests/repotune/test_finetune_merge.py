@@ -81,10 +81,11 @@ def test_prompt_completion_masks_the_prompt(tiny_base: Path) -> None:
 
 
 def test_lora_train_resume_merge_parity_and_evaluate(
-    tiny_base: Path, data_dir: Path, tmp_path: Path
+    tiny_base: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
     metrics = finetune(data_dir, run, _config(tiny_base))
+    assert "{'loss'" not in capsys.readouterr().out  # no raw log dicts beside the Rich bar
     assert metrics["steps"] == 4 and metrics["final_loss"] < metrics["first_loss"]
     adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and set(adapter["target_modules"]) == {

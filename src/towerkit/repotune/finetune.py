@@ -187,6 +187,10 @@ def finetune(
             peft_config=lora,
             callbacks=[_progress_callback()],
         )
+    from transformers import PrinterCallback
+
+    # with tqdm off, transformers prints every log dict raw; the Rich bar shows the loss
+    trainer.remove_callback(PrinterCallback)
     newest = newest_checkpoint(run_dir / "checkpoints")
     if resume and newest is None:
         raise TowerkitError(f"--resume {run_dir}: no checkpoint-* folder under checkpoints/")
