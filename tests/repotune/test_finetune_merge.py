@@ -106,6 +106,19 @@ def test_lora_train_resume_merge_parity_and_evaluate(
     # resume from checkpoint-4 and go on to step 6
     more = finetune(data_dir, run, _config(tiny_base, max_steps=6), resume=True)
     assert more["steps"] == 6
+    # the whole run's mean loss (logged every step here), not only the resumed steps' mean
+    logged = json.loads((run / "finetune.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in logged if "loss" in entry]
+    assert len(losses) == 6 and losses[:4] == pytest.approx(
+        [
+            e["loss"]
+            for e in json.loads(
+                (run / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text()
+            )["log_history"]
+            if "loss" in e
+        ]
+    )
+    assert more["train_loss"] == pytest.approx(sum(losses) / 6)
 
     merged = tmp_path / "merged"
     report = merge_adapter(run, merged, MergeConfig(max_shard_size="50KB"), data_dir=data_dir)

@@ -90,6 +90,22 @@ def _progress_callback() -> Any:
     return RichProgress()
 
 
+def _mean_logged_loss(history: list[dict[str, Any]], fallback: float) -> float:
+    """The whole run's mean loss from its logged losses (each the mean of its logging interval,
+    weighted by the interval's steps). transformers' own ``training_loss`` counts only the steps
+    of the last session, so after a resume it described the resumed steps alone."""
+    total, steps, previous = 0.0, 0, 0
+    for entry in history:
+        if "loss" in entry:
+            interval = int(entry["step"]) - previous
+            total, steps, previous = (
+                total + float(entry["loss"]) * interval,
+                steps + interval,
+                int(entry["step"]),
+            )
+    return total / steps if steps else fallback
+
+
 def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -205,7 +221,7 @@ def finetune(
     epochs_done = float(state.epoch or 0.0)
     history = state.log_history
     metrics = {
-        "train_loss": float(output.training_loss),
+        "train_loss": _mean_logged_loss(history, float(output.training_loss)),
         "final_loss": float(
             next((h["loss"] for h in reversed(history) if "loss" in h), float("nan"))
         ),
