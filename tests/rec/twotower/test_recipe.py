@@ -217,3 +217,26 @@ def test_a_recipe_saves_absolute_data_paths_and_no_store_password(
     assert config.data.db == url  # the run itself still connects with the password
     assert without_password(config).data.db == "postgresql+psycopg://app:***@db.example:5432/app"
     assert config.data.db == url  # a copy: the recipe is not changed
+
+
+def test_evaluate_notes_data_that_changed_since_training(
+    synthetic_data: InteractionData, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from towerkit.core.fingerprint import data_fingerprint
+    from towerkit.rec.twotower.sources import changed_since_training
+
+    part = tmp_path / "part-00000.parquet"
+    part.write_bytes(b"the export as trained on")
+    data = replace(synthetic_data, files=[part])
+    trained_on = data_fingerprint([part])
+    assert changed_since_training(trained_on, data) == ""
+    assert changed_since_training(None, data) == ""  # a model directory, not registered
+    (tmp_path / "part-00001.parquet").write_bytes(b"a later rec export's new part")
+    grown = replace(synthetic_data, files=[part, tmp_path / "part-00001.parquet"])
+    now = data_fingerprint(grown.files)
+    assert changed_since_training(trained_on, grown) == (
+        f"; the data changed since training (fingerprint {trained_on[:12]} -> {now[:12]}): "
+        "this table is on the data as it is now"
+    )

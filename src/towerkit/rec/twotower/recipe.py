@@ -51,7 +51,12 @@ from towerkit.rec.twotower.refit import (
     refit_trainer_config,
 )
 from towerkit.rec.twotower.selection import LikePathSelection, like_selection_callbacks
-from towerkit.rec.twotower.sources import absolute_sources, load_data, without_password
+from towerkit.rec.twotower.sources import (
+    absolute_sources,
+    changed_since_training,
+    load_data,
+    without_password,
+)
 from towerkit.rec.twotower.text import CachedSentenceEncoder
 from towerkit.rec.twotower.training import TwoTowerLoss
 
@@ -376,7 +381,8 @@ def evaluate(
         saved = json.loads((run_dir / SPLIT_FILE).read_text())
         cutoffs = [f"split.{key}='{saved[key]}'" for key in ("val_start", "test_start")]
     config = load_config(TwoTowerRecipe, run_dir / "config.yaml", [*cutoffs, *overrides])
-    prepared = build_prepared(config, load_data(config.data, run_dir), merged=config.refit)
+    data = load_data(config.data, run_dir)
+    prepared = build_prepared(config, data, merged=config.refit)
     # featurise with the model's own fitted vocabularies and statistics, not a refit
     art, encoder = bundle.features, CachedSentenceEncoder(config.features.text_encoder)
     prepared.artifacts = replace(
@@ -389,4 +395,5 @@ def evaluate(
         ),
     )
     table = evaluate_all(config, bundle.model, prepared, "test")
-    return bundle, table, prepared.describe()
+    trained_on = bundle.version.data_fingerprint if bundle.version is not None else None
+    return bundle, table, prepared.describe() + changed_since_training(trained_on, data)

@@ -54,6 +54,23 @@ def absolute_sources(config: Any) -> None:
         config.db = absolute_store(config.db)
 
 
+def changed_since_training(trained_on: str | None, data: InteractionData) -> str:
+    """A note for ``evaluate``'s data line when ``data`` is not what the model trained on (its
+    registered data fingerprint): an export folder that a later ``rec export`` extended. Empty
+    when they match or either is unknown."""
+    from towerkit.core.fingerprint import data_fingerprint
+
+    if not trained_on or not data.files:
+        return ""
+    now = data_fingerprint(data.files)
+    if now == trained_on:
+        return ""
+    return (
+        f"; the data changed since training (fingerprint {trained_on[:12]} -> {now[:12]}): "
+        "this table is on the data as it is now"
+    )
+
+
 def without_password(config: TwoTowerRecipe) -> TwoTowerRecipe:
     """The recipe as its run saves it: a store URL's password shown as ***."""
     from towerkit.rec.store.engine import redact
