@@ -92,3 +92,14 @@ def test_tfidf_baseline_picks_on_validation_and_scores_test(tmp_path: Path) -> N
     assert result.name.startswith("TF-IDF + logistic regression")
     assert result.metrics["accuracy"] == 1.0  # the sentiment words separate the classes
     assert result.metrics["val_accuracy"] == 1.0
+
+
+def test_a_relative_source_is_saved_as_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the run's config.yaml is read again by `zoo evaluate`, from whatever folder it runs in
+    monkeypatch.chdir(tmp_path)
+    write_reviews(tmp_path / "reviews.csv")
+    assert family_config(tmp_path, Path("reviews.csv")).data.source == str(tmp_path / "reviews.csv")
+    named = load_config(TextRecipeConfig, None, ["data.source=rotten-tomatoes"])
+    assert named.data.source == "rotten-tomatoes"  # a corpus name, not a path

@@ -79,6 +79,8 @@ class TextDataConfig:
                 f"data: train_fraction + val_fraction: expected < 1 (the rest is the test split), "
                 f"got {self.train_fraction} + {self.val_fraction}"
             )
+        if self.source != "rotten-tomatoes":  # a file: the run's config.yaml finds it anywhere
+            self.source = str(Path(self.source).expanduser().absolute())
 
 
 @dataclass
