@@ -18,17 +18,24 @@ _CHATTY_LOGGERS = ("torch.onnx", "coremltools")
 
 
 @contextlib.contextmanager
+def ignored_warnings(*rules: tuple[type[Warning], str]) -> Iterator[None]:
+    """``warnings`` filters for ``(category, message regex)`` pairs, undone on exit."""
+    with warnings.catch_warnings():
+        for category, message in rules:
+            warnings.filterwarnings("ignore", category=category, message=message)
+        yield
+
+
+@contextlib.contextmanager
 def quiet_converters() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec")
-            warnings.filterwarnings(
-                "ignore", category=RuntimeWarning, message="overflow encountered in cast"
-            )
+        with ignored_warnings(
+            (FutureWarning, r".*LeafSpec"), (RuntimeWarning, "overflow encountered in cast")
+        ):
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):

@@ -7,13 +7,12 @@ under TOWERKIT_HOME/gguf/ (shared with rec's copy of the same file).
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.hf_gguf import hf_folder
+from towerkit.core.quiet import ignored_warnings
 
 # candidates for a pad token that is not EOS, in order (SmolLM2/Llama, Qwen, Llama 3)
 _PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<unk>")
@@ -103,12 +102,7 @@ def is_quantised(model: Any) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def quiet_peft_deprecations() -> Iterator[None]:
+def quiet_peft_deprecations() -> contextlib.AbstractContextManager[None]:
     """peft calls transformers 5's deprecated ``is_gradient_checkpointing`` when it wraps a model:
     a FutureWarning about peft's code, not the user's, on every fine-tune and merge."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
-        )
-        yield
+    return ignored_warnings((FutureWarning, r"`is_gradient_checkpointing` is deprecated"))

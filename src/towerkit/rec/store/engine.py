@@ -58,24 +58,18 @@ def _parse(db: str) -> URL:
 
 def absolute_store(db: str) -> str:
     """``db`` with a SQLite file as an absolute path (a file path stays a path, a sqlite:/// URL
-    a URL); a server URL as given. Invalid values are returned unchanged for ``_parse`` to name."""
+    a URL); a server URL as given. An invalid value is returned as it is: opening it names it."""
     text = db.strip()
-    if not text:
-        return db
-    if "://" not in text:
+    if text and "://" not in text:
         return str(Path(text).expanduser().absolute())
     try:
-        url = make_url(text)
-    except (ArgumentError, ValueError):
+        url = _parse(db)
+    except TowerkitError:
         return db
-    if url.drivername in ("sqlite", "sqlite+pysqlite") and url.database not in (
-        None,
-        "",
-        ":memory:",
-    ):
-        absolute = str(Path(str(url.database)).expanduser().absolute())
-        return url.set(database=absolute).render_as_string(hide_password=False)
-    return db
+    if url.drivername != "sqlite":
+        return db
+    absolute = str(Path(str(url.database)).expanduser().absolute())
+    return url.set(database=absolute).render_as_string(hide_password=False)
 
 
 def _transactional_sqlite(engine: Engine) -> None:
