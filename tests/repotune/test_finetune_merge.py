@@ -119,6 +119,13 @@ def test_lora_train_resume_merge_parity_and_evaluate(
         ]
     )
     assert more["train_loss"] == pytest.approx(sum(losses) / 6)
+    # throughput of the resumed session alone: its epochs (4 -> 6 steps) over its seconds
+    tokens = metrics["tokens_per_second"] * metrics["train_seconds"] / metrics["epochs"]
+    resumed_epochs = more["epochs"] - metrics["epochs"]
+    assert 0 < resumed_epochs < more["epochs"]
+    assert more["tokens_per_second"] == pytest.approx(
+        tokens * resumed_epochs / more["train_seconds"]
+    )
 
     merged = tmp_path / "merged"
     report = merge_adapter(run, merged, MergeConfig(max_shard_size="50KB"), data_dir=data_dir)

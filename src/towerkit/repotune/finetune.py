@@ -125,6 +125,11 @@ def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _checkpoint_epoch(checkpoint: Path) -> float:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return float(state.get("epoch") or 0.0)
+
+
 def newest_checkpoint(folder: Path) -> Path | None:
     """The ``checkpoint-<step>`` folder of the highest step (by number: checkpoint-8 is older
     than checkpoint-16, which a sort by name gets wrong), or None."""
@@ -211,6 +216,7 @@ def finetune(
     if resume and newest is None:
         raise TowerkitError(f"--resume {run_dir}: no checkpoint-* folder under checkpoints/")
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    start_epoch = _checkpoint_epoch(newest) if resume and newest is not None else 0.0
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(newest) if resume else None)
     seconds = time.perf_counter() - started
@@ -230,7 +236,8 @@ def finetune(
         "epochs": epochs_done,
         "train_samples": float(len(rows)),
         "train_seconds": seconds,
-        "tokens_per_second": tokens * epochs_done / max(seconds, 1e-9),
+        # this session's epochs over this session's seconds (a resume starts part-way)
+        "tokens_per_second": tokens * (epochs_done - start_epoch) / max(seconds, 1e-9),
         "peak_memory_mb": peak_memory_mb(),
         "trainable_parameters": float(
             sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
