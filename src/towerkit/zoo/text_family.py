@@ -50,7 +50,12 @@ from towerkit.zoo.families import (
     register_family,
     top_k_classes,
 )
-from towerkit.zoo.models.text import MiniLMClassifier, TextTransformerClassifier, minilm_dir
+from towerkit.zoo.models.text import (
+    MiniLMClassifier,
+    TextTransformerClassifier,
+    check_heads,
+    minilm_dir,
+)
 
 MINILM_ARCH = "text-minilm"
 
@@ -104,11 +109,8 @@ class TextModelSection:
         )
         # with only one of them set, TextTransformerConfig checks it against the architecture's
         # default when the model is built (after the data, before the run directory)
-        if self.d_model is not None and self.n_heads is not None and self.d_model % self.n_heads:
-            raise ConfigError(
-                f"model: d_model: expected a multiple of n_heads ({self.n_heads}), "
-                f"got {self.d_model}"
-            )
+        if self.d_model is not None and self.n_heads is not None:
+            check_heads(self.d_model, self.n_heads)  # before the data is read
 
 
 @dataclass

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import yaml
 from rich.progress import Progress
 
+from towerkit.core.config import read_yaml
 from towerkit.core.errors import TowerkitError
 from towerkit.rec.abtest.events import EventLog, Experiment, MetricKind
 from towerkit.rec.abtest.heldout import HeldOut
@@ -162,5 +162,5 @@ def training_cutoff(run_dir: Path | None, label: str) -> datetime:
 
 def _older_run_key(run_dir: Path) -> str:
     config = run_dir / "config.yaml"
-    refit = config.is_file() and (yaml.safe_load(config.read_text()) or {}).get("refit") is True
+    refit = config.is_file() and read_yaml(config).get("refit") is True
     return "test_start" if refit else "val_start"

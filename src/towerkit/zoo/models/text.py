@@ -104,12 +104,16 @@ class TextTransformerConfig:
     ngram_dim: int = 64
 
     def __post_init__(self) -> None:
-        # torch's own check is a bare AssertionError deep inside MultiheadAttention
-        if self.n_heads > 0 and self.d_model % self.n_heads:
-            raise ConfigError(
-                f"model: d_model: expected a multiple of n_heads ({self.n_heads}), "
-                f"got {self.d_model}"
-            )
+        check_heads(self.d_model, self.n_heads)
+
+
+def check_heads(d_model: int, n_heads: int) -> None:
+    """d_model must split evenly over the heads: torch's own check is a bare AssertionError
+    deep inside MultiheadAttention."""
+    if n_heads > 0 and d_model % n_heads:
+        raise ConfigError(
+            f"model: d_model: expected a multiple of n_heads ({n_heads}), got {d_model}"
+        )
 
 
 _BIGRAM_PRIME = 1_000_003
