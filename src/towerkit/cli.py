@@ -7,6 +7,7 @@ import sys
 import typer
 
 from towerkit.core.errors import TowerkitError
+from towerkit.core.quiet import quiet_library_bars
 
 app = typer.Typer(
     name="towerkit",
@@ -50,6 +51,7 @@ _add_subapps()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: a TowerkitError becomes one line on stderr and a non-zero exit."""
+    quiet_library_bars()
     try:
         app(args=argv, standalone_mode=False)
     except TowerkitError as exc:

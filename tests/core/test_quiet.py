@@ -30,3 +30,33 @@ def test_converter_warnings_are_dropped_inside_and_restored_after(
     registration.warning("after")
     assert caplog.records[-1].getMessage() == "after"
     assert logging.getLogger("torch.onnx").level == logging.NOTSET
+
+
+def test_library_bars_are_off_only_when_stderr_is_not_a_terminal() -> None:
+    from towerkit.core.quiet import quiet_library_bars
+
+    logged: dict[str, str] = {}
+    quiet_library_bars(logged, interactive=False)
+    assert logged == {"TQDM_DISABLE": "1"}
+    terminal: dict[str, str] = {}
+    quiet_library_bars(terminal, interactive=True)
+    assert terminal == {}
+    kept = {"TQDM_DISABLE": ""}  # the user asked for the bars
+    quiet_library_bars(kept, interactive=False)
+    assert kept == {"TQDM_DISABLE": ""}
+
+
+def test_the_cli_turns_tqdm_off_before_any_library_imports_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from towerkit.cli import main; main(['data', 'list']); "
+        "from tqdm.auto import tqdm; print('disabled', tqdm(range(2)).disable)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "disabled True"

@@ -5,14 +5,20 @@ torchvision is absent (it is not needed here), torch.export warns that a pytree 
 deprecated, and coremltools logs on import that its macOS-only runtime and the installed
 scikit-learn / torch versions are unsupported, then warns of float overflows in casts it folds.
 None of it is about the user's model; real failures still raise (and errors still log).
+
+``quiet_library_bars``: the tqdm bars of sentence-transformers, transformers and datasets redraw
+by writing a new line per update when stderr is a file, and fill logs; towerkit's own bars
+(rich) already print once there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 
 _CHATTY_LOGGERS = ("torch.onnx", "coremltools")
 
@@ -40,3 +46,16 @@ def quiet_converters() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def quiet_library_bars(
+    environ: MutableMapping[str, str] | None = None, interactive: bool | None = None
+) -> None:
+    """Disable tqdm's bars when stderr is not a terminal, unless the user set ``TQDM_DISABLE``
+    (``TQDM_DISABLE=`` keeps them). tqdm reads the variable when it is imported, so this runs
+    before any library that uses it."""
+    env = os.environ if environ is None else environ
+    if interactive is None:
+        interactive = sys.stderr.isatty()
+    if not interactive:
+        env.setdefault("TQDM_DISABLE", "1")
