@@ -194,9 +194,11 @@ def fit_variant(overrides: list[str], data: object) -> Fitted:
 
 
 def run_variant(overrides: list[str], data: object) -> dict[str, float]:
+    from towerkit.rec.twotower.booster import attach_booster
     from towerkit.rec.twotower.recipe import evaluate_all
 
     got = fit_variant(overrides, data)
+    attach_booster(got.config.booster, got.model, got.prepared, got.config.trainer.seed)
     config = replace(got.config, baselines=replace(got.config.baselines, names=["popularity"]))
     result = evaluate_all(config, got.model, got.prepared, "val")["two_tower"]
     if TRACE:

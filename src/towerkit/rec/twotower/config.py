@@ -8,6 +8,7 @@ from typing import Any, Literal
 from towerkit.core.errors import ConfigError
 from towerkit.core.schedules import StageConfig, TrainerConfig
 from towerkit.rec.twotower.baselines import BaselineConfig
+from towerkit.rec.twotower.booster import BoosterConfig
 from towerkit.rec.twotower.data import SplitConfig
 from towerkit.rec.twotower.prepare import FeatureConfig
 
@@ -90,6 +91,9 @@ class TwoTowerRecipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     like_selection: LikeSelectionConfig = field(default_factory=LikeSelectionConfig)
+    # gradient-boosted trees on as-of swipe statistics, fitted after the network and blended
+    # into its like logit (booster.py); retrieval does not read it
+    booster: BoosterConfig = field(default_factory=BoosterConfig)
     # true: after early stopping on validation, train again from scratch on train + validation
     # for the step counts validation chose, and test that model (refit.py); the baselines are
     # fitted on train + validation too

@@ -25,6 +25,7 @@ from towerkit.core.io import atomic_dir
 from towerkit.core.model import BaseModel, register_model, replace_config
 from towerkit.rec.twotower.artifacts import FeatureArtifacts
 from towerkit.rec.twotower.attention import HistoryAttention
+from towerkit.rec.twotower.booster import LikeBooster
 from towerkit.rec.twotower.losses import StreamingFrequency
 from towerkit.rec.twotower.towers import Tower, TowerOutput, TowerSpec
 
@@ -204,6 +205,8 @@ class TwoTowerModel(BaseModel):
             else None
         )
         self.artifacts: FeatureArtifacts | None = None
+        # fitted after training (booster.py) and blended into like_logits; not a parameter
+        self.booster: LikeBooster | None = None
 
     def forward(
         self,
@@ -233,7 +236,8 @@ class TwoTowerModel(BaseModel):
         retrieval_history = retrieval_history if retrieval_history is not None else history
         if retrieval_history is not None and self.retrieval_history:
             extra = self.history_vectors(retrieval_history, self.candidate_tower.id_embedding)
-        out = self.query_tower.encode(*query, extra=extra)._replace(items=items)
+        stats = history[2] if history is not None else None
+        out = self.query_tower.encode(*query, extra=extra)._replace(items=items, stats=stats)
         if self.like_query_tower is None or not like:
             return out
         like_extra = None
@@ -281,12 +285,26 @@ class TwoTowerModel(BaseModel):
         ``like_attention`` plus the candidate's attention over the query's history items."""
         cosine = (query.like * candidate.like).sum(dim=-1)
         logits = self.bce_scale * cosine + candidate.bias + query.bias + self.bce_bias
-        if self.attention is None:
+        if self.attention is not None:
+            if query.items is None or candidate.items is None:
+                raise ValueError("like_attention needs the query's history and the candidate's ids")
+            table = (self.like_candidate_tower or self.candidate_tower).id_embedding
+            logits = logits + self.attention(table, candidate.items, query.items)
+        return self._boosted(logits, query, candidate)
+
+    def _boosted(self, logits: Tensor, query: TowerOutput, candidate: TowerOutput) -> Tensor:
+        """The network's like logit blended with the like booster's, where there is one."""
+        if self.booster is None:
             return logits
-        if query.items is None or candidate.items is None:
-            raise ValueError("like_attention needs the query's history and the candidate's ids")
-        table = (self.like_candidate_tower or self.candidate_tower).id_embedding
-        return logits + self.attention(table, candidate.items, query.items)
+        if query.items is None or query.stats is None or candidate.items is None:
+            raise ValueError("the like booster needs the query's history and the candidate's ids")
+        items = query.items.detach().cpu().numpy()
+        boost = self.booster.logits(
+            candidate.items.detach().cpu().numpy(), items[:, 0], items[:, 1],
+            query.stats.detach().cpu().numpy(),
+        )  # fmt: skip
+        weight = self.booster.weight
+        return (1.0 - weight) * logits + weight * torch.from_numpy(boost).to(logits)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Weights + config (BaseModel) and the artifacts, replacing ``directory`` as a whole."""
@@ -298,6 +316,8 @@ class TwoTowerModel(BaseModel):
             inner.rmdir()
             if self.artifacts is not None:
                 self.artifacts.save(tmp)
+            if self.booster is not None:
+                self.booster.save(tmp)
         return directory
 
     @classmethod
@@ -306,6 +326,8 @@ class TwoTowerModel(BaseModel):
         if isinstance(model, TwoTowerModel) and FeatureArtifacts.present(Path(directory)):
             model.artifacts = FeatureArtifacts.load(Path(directory))
             model.artifacts.check_matches(model.config, Path(directory))
+        if isinstance(model, TwoTowerModel) and LikeBooster.present(Path(directory)):
+            model.booster = LikeBooster.load(Path(directory))
         return model
 
 

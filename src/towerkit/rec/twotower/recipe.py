@@ -29,6 +29,7 @@ from towerkit.core.run import Promote, finish_run, maybe_promote, resume_config,
 from towerkit.rec.twotower.api import TwoTowerBundle, load_bundle
 from towerkit.rec.twotower.attention import item_factors
 from towerkit.rec.twotower.baselines import fit_baselines
+from towerkit.rec.twotower.booster import attach_booster
 from towerkit.rec.twotower.config import REGISTRY_NAME, TwoTowerRecipe
 from towerkit.rec.twotower.data import InteractionData
 from towerkit.rec.twotower.evaluation import evaluate_scorer, model_scorer, warm_users
@@ -306,6 +307,7 @@ def train(
         callbacks=like,
     )
     fit = trainer.fit(resume=resume is not None)
+    booster_seconds = attach_booster(config.booster, model, prepared, config.trainer.seed)
     val_table = evaluate_all(config, model, prepared, "val")
     metrics = {
         "train_seconds": float(fit.train_seconds),
@@ -313,6 +315,7 @@ def train(
         "train_steps": float(fit.global_step),
         "train_best_step": float(fit.best_step or 0),
     }
+    metrics.update(booster_seconds)
     like_step = next((c.best_step for c in like if isinstance(c, LikePathSelection)), None)
     if like_step is not None:
         metrics["train_like_best_step"] = float(like_step)
@@ -321,6 +324,8 @@ def train(
         model, prepared, refit_fit = refit(config, data, chosen, run_dir)
         metrics["refit_seconds"] = float(refit_fit.train_seconds)
         metrics["refit_steps"] = float(refit_fit.global_step)
+        booster = attach_booster(config.booster, model, prepared, config.trainer.seed)
+        metrics.update({f"refit_{k}": v for k, v in booster.items()})
     test_table = evaluate_all(config, model, prepared, "test")  # the one look at the test split
     metrics.update({**flatten(test_table, "test"), **flatten(val_table, "val")})
     metrics.update(_ratios(test_table, config.eval.headline))

@@ -27,25 +27,30 @@ class TowerOutput(NamedTuple):
     like-vs-pass ``bias`` (n,) (0 without a bias head), the L2-normalised ``like`` embedding
     the like-vs-pass logit compares (its own head with ``like_head``, else ``embedding``) and
     the id indices the like logit's history attention reads (``items``: a candidate's own id
-    (n,), a query's last liked and passed items (n, 2, L); None where there are none)."""
+    (n,), a query's last liked and passed items (n, 2, L); None where there are none) and a
+    query's history statistics (``stats`` (n, k), what the like booster reads)."""
 
     embedding: Tensor
     bias: Tensor
     like: Tensor
     items: Tensor | None = None
+    stats: Tensor | None = None
 
     def take(self, rows: Tensor) -> TowerOutput:
         items = self.items[rows] if self.items is not None else None
-        return TowerOutput(self.embedding[rows], self.bias[rows], self.like[rows], items)
+        stats = self.stats[rows] if self.stats is not None else None
+        return TowerOutput(self.embedding[rows], self.bias[rows], self.like[rows], items, stats)
 
     @staticmethod
     def cat(parts: list[TowerOutput]) -> TowerOutput:
         items = [p.items for p in parts if p.items is not None]
+        stats = [p.stats for p in parts if p.stats is not None]
         return TowerOutput(
             torch.cat([p.embedding for p in parts]),
             torch.cat([p.bias for p in parts]),
             torch.cat([p.like for p in parts]),
             torch.cat(items) if items and len(items) == len(parts) else None,
+            torch.cat(stats) if stats and len(stats) == len(parts) else None,
         )
 
 
