@@ -145,7 +145,7 @@ def test_a_boosted_refit_run_saves_reloads_and_evaluates_the_same(
     assert outcome.metrics["booster_seconds"] > 0 and outcome.metrics["refit_booster_seconds"] > 0
     model_dir = outcome.run_dir / "model"
     reloaded = TwoTowerModel.from_pretrained(model_dir)
-    assert reloaded.booster is not None and reloaded.booster.weight == pytest.approx(0.4)
+    assert reloaded.booster is not None and reloaded.booster.weight == pytest.approx(0.6)
     _, table, _ = evaluate(str(outcome.run_dir), registry=registry)
     assert table["two_tower"]["auc"] == pytest.approx(outcome.table["two_tower"]["auc"], abs=1e-9)
     assert_served_probabilities_are_blended(outcome.run_dir)

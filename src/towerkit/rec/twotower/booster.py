@@ -46,7 +46,7 @@ _CHUNK_CELLS = 1 << 24  # cosine rows computed at once: chunk x n_ids floats
 @dataclass(frozen=True)
 class BoosterConfig:
     enabled: bool = False
-    weight: float = 0.4  # of the booster's logit in the like logit
+    weight: float = 0.6  # of the booster's logit in the like logit
     fit_fraction: float = 0.3  # the last part of the training log (by time) it learns from
     trees: int = 200
     learning_rate: float = 0.05
