@@ -60,3 +60,12 @@ def test_the_cli_turns_tqdm_off_before_any_library_imports_it() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "disabled True"
+
+
+def test_explicitly_requested_bars_follow_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from towerkit.core.quiet import library_bars_on
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not library_bars_on()
+    monkeypatch.setenv("TQDM_DISABLE", "")
+    assert library_bars_on()

@@ -59,3 +59,10 @@ def quiet_library_bars(
         interactive = sys.stderr.isatty()
     if not interactive:
         env.setdefault("TQDM_DISABLE", "1")
+
+
+def library_bars_on() -> bool:
+    """False where ``quiet_library_bars`` (or the user) turned tqdm off: for the libraries
+    whose bar towerkit asks for explicitly (an explicit ``disable=False`` beats tqdm's
+    environment default)."""
+    return not os.environ.get("TQDM_DISABLE")

@@ -18,6 +18,7 @@ import numpy as np
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.paths import towerkit_home
+from towerkit.core.quiet import library_bars_on
 
 MINILM_ASSET = "all-minilm-l6-v2"
 MINILM_DIM = 384
@@ -110,7 +111,7 @@ class CachedSentenceEncoder:
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
-                show_progress_bar=len(missing) > 256,
+                show_progress_bar=len(missing) > 256 and library_bars_on(),
             )
             if vectors.shape[1] != self._dim:
                 raise TowerkitError(
