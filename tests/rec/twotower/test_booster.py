@@ -44,7 +44,7 @@ def test_cosines_are_exact_and_padding_is_zero(monkeypatch: pytest.MonkeyPatch) 
     stats = SwipeStats.of_log(USERS, IDS, LABELS, n_users=3, n_ids=4, prior=0.5)
     candidates = np.array([0, 3, 2])
     history = np.array([[1, 2, -1], [0, 1, 2], [-1, -1, -1]])
-    signed, swiped = stats.cosines(candidates, history)
+    (signed,), (swiped,) = stats.cosines(candidates, history)
     for got, values in ((signed, np.where(LABELS > 0, 1.0, -1.0)), (swiped, np.ones(7))):
         full = dense_cosines(values)
         expected = np.where(history >= 0, full[candidates[:, None], np.maximum(history, 0)], 0)

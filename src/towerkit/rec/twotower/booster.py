@@ -76,6 +76,7 @@ class SwipeStats:
         swiped: sparse.csr_matrix,
     ) -> None:
         self.count, self.rate, self.signed, self.swiped = count, rate, signed, swiped
+        self._transposes: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None
 
     @classmethod
     def of_log(
@@ -96,22 +97,34 @@ class SwipeStats:
     def n_ids(self) -> int:
         return int(self.count.shape[0])
 
-    def cosines(self, candidates: np.ndarray, history: np.ndarray) -> list[np.ndarray]:
-        """For each matrix, (n, L) cosines of ``candidates`` (n,) to ``history`` (n, L) ids
-        (negative = padding, cosine 0)."""
-        out = [np.zeros(history.shape, dtype=np.float32) for _ in range(2)]
-        if history.shape[1] == 0:
+    def cosines(self, candidates: np.ndarray, *histories: np.ndarray) -> list[list[np.ndarray]]:
+        """For each matrix (signed, swiped) and each of ``histories`` ((n, L) ids, negative =
+        padding, cosine 0), the (n, L) cosines of ``candidates`` (n,) to the history's items."""
+        out = [[np.zeros(h.shape, dtype=np.float32) for h in histories] for _ in range(2)]
+        if all(h.shape[1] == 0 for h in histories):
             return out
         chunk = max(1, _CHUNK_CELLS // max(self.n_ids, 1))
-        present = history >= 0
-        columns = np.where(present, history, 0)
+        present = [h >= 0 for h in histories]
+        columns = [np.where(p, h, 0) for p, h in zip(present, histories, strict=True)]
         for start in range(0, len(candidates), chunk):
             rows = slice(start, start + chunk)
-            for cosine, matrix in zip(out, (self.signed, self.swiped), strict=True):
-                block = (matrix[candidates[rows]] @ matrix.T).toarray()
-                picked = np.take_along_axis(block, columns[rows], axis=1)
-                cosine[rows] = np.where(present[rows], picked, 0.0)
+            for cosines, matrix, transposed in zip(
+                out, self._matrices(), self._transposed(), strict=True
+            ):
+                block = (matrix[candidates[rows]] @ transposed).toarray()  # one product per chunk
+                for cosine, mask, column in zip(cosines, present, columns, strict=True):
+                    picked = np.take_along_axis(block, column[rows], axis=1)
+                    cosine[rows] = np.where(mask[rows], picked, 0.0)
         return out
+
+    def _matrices(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        return self.signed, self.swiped
+
+    def _transposed(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        """user x id CSR copies, made once: a CSR @ CSR product converts nothing per call."""
+        if self._transposes is None:
+            self._transposes = (self.signed.T.tocsr(), self.swiped.T.tocsr())
+        return self._transposes
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {"count": self.count, "rate": self.rate}
@@ -148,10 +161,11 @@ def booster_features(
 ) -> np.ndarray:
     """(n, 2 + user stats + 8) float32 features of the pairs (see the module docstring)."""
     columns = [stats.count[candidates, None], stats.rate[candidates, None], user_stats]
-    for history in (liked, passed):
+    signed, swiped = stats.cosines(candidates, liked, passed)
+    for index, history in enumerate((liked, passed)):
         present = history >= 0
         count = present.sum(axis=1)
-        for cosine in stats.cosines(candidates, history):
+        for cosine in (signed[index], swiped[index]):
             mean = cosine.sum(axis=1) / np.maximum(count, 1)
             top = np.where(present, cosine, -1.0).max(axis=1, initial=-1.0)
             columns.append(np.stack([mean, np.where(count > 0, top, 0.0)], axis=1))
@@ -217,7 +231,8 @@ class LikeBooster:
         if len(candidates) == 0:
             return np.zeros(0, dtype=np.float32)
         features = booster_features(self.stats, candidates, liked, passed, user_stats)
-        return np.asarray(self.model.predict(features, raw_score=True), dtype=np.float32)
+        raw = self.model.predict(features, raw_score=True)
+        return np.asarray(raw, dtype=np.float32)
 
     def save(self, directory: Path) -> None:
         self.model.save_model(str(directory / MODEL_FILE))
