@@ -185,3 +185,21 @@ def assert_served_probabilities_are_blended(run_dir: Path) -> None:
     query = bundle.query_output_from_features({}, liked, passed)
     assert query.stats is not None and query.items is not None
     assert bundle.like_probabilities(query, items).shape == (6,)
+
+
+def test_cli_trains_a_boosted_model_and_says_so(
+    synthetic_store: str, tmp_path: Path, fast: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from towerkit.cli import main
+
+    boosted = ["booster.enabled=true", "booster.trees=20", "refit=true"]
+    assert main(["rec", "train", "--db", synthetic_store, *fast, *boosted]) == 0
+    out = capsys.readouterr().out
+    assert "refit on train + validation: " in out
+    assert "like booster (LightGBM, blended into the like logit): fitted in " in out
+    run = sorted((tmp_path / "runs" / "rec" / "two-tower-quick").iterdir())[-1]
+    assert {p.name for p in (run / "model").iterdir()} >= {
+        "like_booster.txt", "like_booster_stats.npz", "like_booster.json"
+    }  # fmt: skip
+    assert main(["rec", "train", "--db", synthetic_store, *fast, "booster.weight=2"]) == 2
+    assert "booster.weight: expected 0..1, got 2" in capsys.readouterr().err

@@ -73,16 +73,31 @@ def train_command(
     console.print(f"data: {outcome.description}")
     console.print(f"run dir: {outcome.run_dir}")
     console.print(results_table("test split (future interactions)", outcome.table))
-    metrics = outcome.metrics
-    console.print(
-        f"training: {metrics['train_seconds']:.1f} s, "
-        f"{metrics['train_examples_per_second']:,.0f} examples/s, {metrics['train_steps']:.0f} steps"
-    )
+    for line in training_lines(outcome.metrics):
+        console.print(line)
     if outcome.version is not None:
         state = " (now production)" if outcome.promoted else ""
         console.print(f"registered: {outcome.version.uri}{state}")
     for plot in outcome.plots:
         console.print(f"plot: {plot}")
+
+
+def training_lines(metrics: dict[str, float]) -> list[str]:
+    """What training took: the run, its refit and their like boosters, where there were any."""
+    lines = [
+        f"training: {metrics['train_seconds']:.1f} s, "
+        f"{metrics['train_examples_per_second']:,.0f} examples/s, {metrics['train_steps']:.0f} steps"
+    ]
+    if "refit_seconds" in metrics:
+        lines.append(
+            f"refit on train + validation: {metrics['refit_seconds']:.1f} s, "
+            f"{metrics['refit_steps']:.0f} steps (the tested model)"
+        )
+    boosters = [metrics[k] for k in ("booster_seconds", "refit_booster_seconds") if k in metrics]
+    if boosters:
+        seconds = " + ".join(f"{b:.1f} s" for b in boosters)
+        lines.append(f"like booster (LightGBM, blended into the like logit): fitted in {seconds}")
+    return lines
 
 
 def evaluate_command(
