@@ -31,6 +31,7 @@ TINY = [
 # the quick recipe reads swipe histories; version 1 is trained without, so both kinds are served
 STATIC = [
     "features.history_len=0",
+    "booster.enabled=false",  # the like booster reads the history
     "model.user_bias=false",
     "model.like_head=false",
     "model.query_ids=true",

@@ -203,3 +203,37 @@ def test_cli_trains_a_boosted_model_and_says_so(
     }  # fmt: skip
     assert main(["rec", "train", "--db", synthetic_store, *fast, "booster.weight=2"]) == 2
     assert "booster.weight: expected 0..1, got 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_booster_raises_validation_auc_on_movielens(ml100k_home: Path, tmp_path: Path) -> None:
+    """Real data: the quick recipe's network, then its booster; the blend must beat both."""
+    from towerkit.core.trainer import Trainer
+    from towerkit.rec.twotower.prepare import InteractionDataset, collate
+    from towerkit.rec.twotower.recipe import build_loss, default_config_path
+    from towerkit.rec.twotower.sources import movielens_data
+
+    config = load_recipe(default_config_path("quick"), ["trainer.progress=false"])
+    prepared = build_prepared(config, movielens_data())
+    model = build_model(config, prepared)
+    Trainer(
+        model, replace(config.trainer, early_stopping_metric=None), InteractionDataset(prepared.train),
+        build_loss(config, prepared), tmp_path, collate_fn=collate,
+    ).fit()  # fmt: skip
+    val, histories = prepared.val, prepared.histories("val")
+
+    def auc() -> float:
+        scorer = model_scorer(model, prepared.artifacts, histories)
+        return roc_auc(
+            val.labels.astype(np.int64), scorer.pair_scores(val.user_rows, val.item_rows)
+        )
+
+    network = auc()
+    attach_booster(BoosterConfig(enabled=True), model, prepared, seed=0)
+    blended = auc()
+    assert model.booster is not None
+    model.booster = replace_weight(model.booster, 1.0)
+    alone = auc()
+    assert alone > 0.78 and network > 0.75
+    print(f"validation AUC: network {network:.4f}, booster {alone:.4f}, blend {blended:.4f}")
+    assert blended > network + 0.02 and blended > alone + 0.002
