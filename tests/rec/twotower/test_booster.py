@@ -39,8 +39,12 @@ def dense_cosines(values: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-def test_cosines_are_exact_and_padding_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dense_ids", [0, 4], ids=["sparse products", "dense tables"])
+def test_cosines_are_exact_and_padding_is_zero(
+    monkeypatch: pytest.MonkeyPatch, dense_ids: int
+) -> None:
     monkeypatch.setattr(booster_module, "_CHUNK_CELLS", 4)  # one candidate per chunk
+    monkeypatch.setattr(booster_module, "DENSE_IDS", dense_ids)
     stats = SwipeStats.of_log(USERS, IDS, LABELS, n_users=3, n_ids=4, prior=0.5)
     candidates = np.array([0, 3, 2])
     history = np.array([[1, 2, -1], [0, 1, 2], [-1, -1, -1]])
@@ -52,6 +56,23 @@ def test_cosines_are_exact_and_padding_is_zero(monkeypatch: pytest.MonkeyPatch) 
     assert signed[0, 0] == pytest.approx(0.0)  # item 0 (+1, +1) vs item 1 (+1, -1)
     np.testing.assert_allclose(stats.count, np.log1p([2, 2, 2, 1]))
     np.testing.assert_allclose(stats.rate[3], (0 + 5 * 0.5) / (1 + 5))
+
+
+def test_dense_tables_give_the_sparse_products_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    users, ids = rng.integers(0, 50, 400), rng.integers(0, 30, 400)
+    labels = rng.integers(0, 2, 400)
+    candidates, history = rng.integers(0, 30, 64), rng.integers(-1, 30, (64, 12))
+    got = []
+    for dense_ids in (0, 30):
+        monkeypatch.setattr(booster_module, "DENSE_IDS", dense_ids)
+        stats = SwipeStats.of_log(users, ids, labels, n_users=50, n_ids=30, prior=0.5)
+        got.append(stats.cosines(candidates, history, history[::-1]))
+    for sparse_lists, dense_lists in zip(*got, strict=True):
+        for a, b in zip(sparse_lists, dense_lists, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_features_are_item_stats_user_stats_and_list_cosines() -> None:

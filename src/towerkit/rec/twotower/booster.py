@@ -41,6 +41,7 @@ STATS_FILE = "like_booster_stats.npz"
 META_FILE = "like_booster.json"
 SMOOTHING = 5.0  # pseudo-swipes at the prior for a movie's like rate
 _CHUNK_CELLS = 1 << 24  # cosine rows computed at once: chunk x n_ids floats
+DENSE_IDS = 4096  # up to this many ids both cosine tables are kept dense (2 x 64 MiB at most)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class SwipeStats:
     ) -> None:
         self.count, self.rate, self.signed, self.swiped = count, rate, signed, swiped
         self._transposes: tuple[sparse.csr_matrix, sparse.csr_matrix] | None = None
+        self._dense_tables: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of_log(
@@ -103,9 +105,15 @@ class SwipeStats:
         out = [[np.zeros(h.shape, dtype=np.float32) for h in histories] for _ in range(2)]
         if all(h.shape[1] == 0 for h in histories):
             return out
-        chunk = max(1, _CHUNK_CELLS // max(self.n_ids, 1))
         present = [h >= 0 for h in histories]
         columns = [np.where(p, h, 0) for p, h in zip(present, histories, strict=True)]
+        dense = self._dense()
+        if dense is not None:  # a served request: a lookup instead of two sparse products
+            for cosines, table in zip(out, dense, strict=True):
+                for cosine, mask, column in zip(cosines, present, columns, strict=True):
+                    cosine[:] = np.where(mask, table[candidates[:, None], column], 0.0)
+            return out
+        chunk = max(1, _CHUNK_CELLS // max(self.n_ids, 1))
         for start in range(0, len(candidates), chunk):
             rows = slice(start, start + chunk)
             for cosines, matrix, transposed in zip(
@@ -116,6 +124,18 @@ class SwipeStats:
                     picked = np.take_along_axis(block, column[rows], axis=1)
                     cosine[rows] = np.where(mask[rows], picked, 0.0)
         return out
+
+    def _dense(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Both id x id cosine tables as float32, for catalogues of up to DENSE_IDS ids (made
+        once, by the same sparse products, so every value equals the chunked path's)."""
+        if self.n_ids > DENSE_IDS:
+            return None
+        if self._dense_tables is None:
+            tables = []
+            for matrix, transposed in zip(self._matrices(), self._transposed(), strict=True):
+                tables.append((matrix @ transposed).toarray().astype(np.float32))
+            self._dense_tables = (tables[0], tables[1])
+        return self._dense_tables
 
     def _matrices(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         return self.signed, self.swiped
