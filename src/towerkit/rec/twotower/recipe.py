@@ -307,7 +307,7 @@ def train(
         callbacks=like,
     )
     fit = trainer.fit(resume=resume is not None)
-    booster_seconds = attach_booster(config.booster, model, prepared, config.trainer.seed)
+    booster_metrics = attach_booster(config.booster, model, prepared, config.trainer.seed)
     val_table = evaluate_all(config, model, prepared, "val")
     metrics = {
         "train_seconds": float(fit.train_seconds),
@@ -315,7 +315,7 @@ def train(
         "train_steps": float(fit.global_step),
         "train_best_step": float(fit.best_step or 0),
     }
-    metrics.update(booster_seconds)
+    metrics.update(booster_metrics)
     like_step = next((c.best_step for c in like if isinstance(c, LikePathSelection)), None)
     if like_step is not None:
         metrics["train_like_best_step"] = float(like_step)
