@@ -260,3 +260,23 @@ def test_uvicorn_process_answers_over_http(tiny_home: TinyModels, bundle: TwoTow
             server.wait()
         if server.stdout:
             server.stdout.close()
+
+
+def test_like_probability_false_skips_the_like_model_and_keeps_the_ranking(
+    client: TestClient, bundle: TwoTowerBundle
+) -> None:
+    user = next(u for u in bundle.features.query_keys if len(bundle.seen_items(u)) >= 10)
+    full = client.post("/recommend", json={"user_id": user, "k": 12}).json()["items"]
+    lean = client.post(
+        "/recommend", json={"user_id": user, "k": 12, "like_probability": False}
+    ).json()["items"]
+    assert [(i["item_id"], i["score"]) for i in lean] == [(i["item_id"], i["score"]) for i in full]
+    assert all(i["like_probability"] is None for i in lean)
+    described = {"features": {}, "liked": [full[0]["item_id"]], "like_probability": False}
+    assert client.post("/recommend", json=described).status_code == 200
+    refused = client.post(
+        "/recommend",
+        json={"user_id": user, "rank_by": "like", "like_probability": False},
+    )
+    assert refused.status_code == 422
+    assert "rank_by=like ranks by the like probability" in refused.json()["detail"]

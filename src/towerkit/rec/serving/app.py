@@ -49,6 +49,11 @@ class RecommendRequest(BaseModel):
         "probability",
     )
     pool: int = Field(DEFAULT_POOL, ge=1, le=MAX_K, description="with rank_by=like")
+    like_probability: bool = Field(
+        True,
+        description="false: skip the like-vs-pass model (items carry null): cheaper, and not "
+        "with rank_by=like",
+    )
 
     @model_validator(mode="after")
     def _user_or_features(self) -> RecommendRequest:
@@ -58,13 +63,18 @@ class RecommendRequest(BaseModel):
             raise ValueError(
                 "liked / passed describe a user afresh: give features too ({} will do)"
             )
+        if self.rank_by == "like" and not self.like_probability:
+            raise ValueError(
+                "rank_by=like ranks by the like probability: drop like_probability=false"
+            )
         return self
 
 
 class Recommendation(BaseModel):
     item_id: str
     score: float  # cosine of the query and candidate embeddings (retrieval)
-    like_probability: float  # the model's probability that the user likes the item
+    # the model's probability that the user likes the item (null: not asked for)
+    like_probability: float | None
 
 
 class RecommendResponse(BaseModel):
@@ -115,6 +125,7 @@ def create_app(service: RecService) -> FastAPI:
             passed=[str(item) for item in body.passed],
             rank_by=body.rank_by,
             pool=body.pool,
+            like_probability=body.like_probability,
         )
         return RecommendResponse(
             model=served.bundle.label,

@@ -43,7 +43,7 @@ class UnknownUserError(TowerkitError):
 class Recommended:
     item_id: str
     score: float  # retrieval: cosine of the query and candidate embeddings
-    like_probability: float
+    like_probability: float | None  # None where the request did not ask for it
 
 
 @dataclass(frozen=True)
@@ -137,12 +137,14 @@ class RecService:
         passed: Sequence[str] = (),
         rank_by: Ranking = "retrieval",
         pool: int = DEFAULT_POOL,
+        like_probability: bool = True,
     ) -> tuple[Served, list[Recommended]]:
         """Top ``k``, best first, without ``exclude`` and (``exclude_seen``) the items the user
         already interacted with: a known user's training interactions and the ``liked`` /
         ``passed`` ids a request with ``features`` carries (a history model also reads those as
         the user's history). ``rank_by="like"``: the best ``k`` by like probability among the
-        top ``max(k, pool)`` by retrieval."""
+        top ``max(k, pool)`` by retrieval. ``like_probability=False`` skips the like-vs-pass
+        model (its towers, attention and booster): the items carry None."""
         served = self.served  # one read: a reload meanwhile does not mix two versions
         if not 1 <= k <= MAX_K:
             raise TowerkitError(f"k={k}: expected 1 <= k <= {MAX_K}")
@@ -150,7 +152,11 @@ class RecService:
             raise TowerkitError(f"rank_by={rank_by!r}: expected one of {', '.join(RANKINGS)}")
         if not 1 <= pool <= MAX_K:
             raise TowerkitError(f"pool={pool}: expected 1 <= pool <= {MAX_K}")
-        query = _query_output(served.bundle, user_id, features, liked, passed)
+        if rank_by == "like" and not like_probability:
+            raise TowerkitError(
+                "rank_by=like ranks by the like probability: drop like_probability=false"
+            )
+        query = _query_output(served.bundle, user_id, features, liked, passed, like_probability)
         excluded = {str(item) for item in exclude}
         if exclude_seen:
             excluded |= set(liked) | set(passed)
@@ -158,13 +164,17 @@ class RecService:
             excluded |= served.bundle.seen_items(user_id)
         fetch = max(k, pool) if rank_by == "like" else k
         found = top_k_excluding(served, query.embedding.numpy(), fetch, excluded)
+        if not like_probability:
+            return served, [Recommended(item, score, None) for item, score in found]
         probabilities = served.bundle.like_probabilities(query, [item for item, _ in found])
         out = [
             Recommended(item, score, float(p))
             for (item, score), p in zip(found, probabilities, strict=True)
         ]
         if rank_by == "like":
-            out.sort(key=lambda r: -r.like_probability)  # stable: ties keep retrieval order
+            out.sort(
+                key=lambda r: -(r.like_probability or 0.0)
+            )  # stable: ties keep retrieval order
         return served, out[:k]
 
 
@@ -174,12 +184,14 @@ def _query_output(
     features: Mapping[str, Any] | None,
     liked: Sequence[str] = (),
     passed: Sequence[str] = (),
+    like: bool = True,
 ) -> TowerOutput:
+    """``like=False``: the retrieval fields only (the like tower is not run)."""
     if features is not None:
         given = dict(features)
         if user_id is not None:
             given[bundle.features.query.id_column] = user_id
-        return bundle.query_output_from_features(given, liked, passed)
+        return bundle.query_output_from_features(given, liked, passed, like=like)
     if liked or passed:
         raise TowerkitError("liked / passed describe a user afresh: give features too")
     if user_id is None:
@@ -189,7 +201,7 @@ def _query_output(
             f"user_id {user_id!r} is not one of the model's {len(bundle.features.query_keys)} "
             "users; describe the user with features instead"
         )
-    return bundle.query_outputs([user_id])
+    return bundle.query_outputs([user_id], like=like)
 
 
 def top_k_excluding(
