@@ -39,6 +39,7 @@ from towerkit.forecast.backtest import (
     baseline_forecasts,
     build_rows,
     model_forecast,
+    naive_scales,
     score,
 )
 from towerkit.forecast.data import ForecastData, predict_scaled, theta_cache_dir, to_raw
@@ -115,7 +116,7 @@ class Scored:
     mase: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scales = np.array([np.abs(np.diff(h)).mean() for h in self.rows.histories])
+        self.scales = naive_scales(self.rows)
         self.mase = {name: self.row_mase(p) for name, p in self.points.items()}
         for name, p in self.points.items():
             q = MethodForecast(name, np.repeat(p[..., None], 3, axis=2))

@@ -139,6 +139,12 @@ def score(
     return report
 
 
+def naive_scales(rows: EvalRows, idx: np.ndarray | None = None) -> np.ndarray:
+    """MASE's denominator per row: the in-sample mean absolute one-step change."""
+    chosen = range(len(rows)) if idx is None else idx
+    return np.array([np.abs(np.diff(rows.histories[i])).mean() for i in chosen])
+
+
 def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:
     """Mean MASE per cutoff for one target (for the per-target plot)."""
     out = {}
@@ -147,6 +153,5 @@ def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dic
         idx = np.flatnonzero((cutoffs == cutoff) & (rows.target == target))
         if len(idx):
             errors = np.abs(rows.truth[idx] - forecast.point[idx]).mean(axis=1)
-            scales = np.array([np.abs(np.diff(rows.histories[i])).mean() for i in idx])
-            out[int(cutoff)] = float(np.mean(errors / scales))
+            out[int(cutoff)] = float(np.mean(errors / naive_scales(rows, idx)))
     return out
