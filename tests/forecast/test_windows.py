@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from towerkit.forecast.windows import (
     fit_scale,
     inverse_scale,
     make_splits,
+    panel_context,
     window_index,
 )
 
@@ -128,3 +130,36 @@ def test_mase_scale_is_the_metric_denominator(panel: Panel) -> None:
     expected = np.array([np.abs(np.diff(h)).mean() for h in rows.histories])
     got = windows.std[rows.window, np.asarray(targets)[rows.target]]
     np.testing.assert_allclose(got, expected)
+
+
+def test_panel_context_is_the_months_median_change(panel: Panel) -> None:
+    targets = panel.target_indices(TARGETS)
+    table = panel_context(panel, targets)
+    assert table.shape == (panel.n_months, len(targets))
+    assert np.all(table[0] == 0.0)
+    month, t = 20, 1
+    logged = np.sign(panel.values) * np.log1p(np.abs(panel.values))
+    change = logged[:, month, targets[t]] - logged[:, month - 1, targets[t]]
+    assert table[month, t] == pytest.approx(np.nanmedian(change))
+
+
+def test_panel_context_ends_at_the_cutoff(
+    panel: Panel, changed: Callable[[Panel, slice], Panel]
+) -> None:
+    targets = panel.target_indices(TARGETS)
+    cutoff = panel.end - HORIZON
+    pairs = window_index(panel, [cutoff], min_history=6, horizon=HORIZON)
+    plain = build_windows(panel, pairs, 12, HORIZON, targets, "mase")
+    with_context = build_windows(panel, pairs, 12, HORIZON, targets, "mase", context=True)
+    assert with_context.x.shape[2] == plain.x.shape[2] + len(targets)
+    np.testing.assert_array_equal(with_context.x[..., : plain.x.shape[2]], plain.x)
+    later = build_windows(
+        changed(panel, slice(cutoff + 1, None)), pairs, 12, HORIZON, targets, "mase", context=True
+    )
+    np.testing.assert_array_equal(later.x, with_context.x)  # months after the cutoff: unread
+    moved = build_windows(
+        changed(panel, slice(cutoff, cutoff + 1)), pairs, 12, HORIZON, targets, "mase", True
+    )
+    assert not np.array_equal(
+        moved.x[:, -1, -len(targets) :], with_context.x[:, -1, -len(targets) :]
+    )

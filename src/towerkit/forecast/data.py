@@ -44,6 +44,9 @@ class ForecastDataConfig:
     n_test_cutoffs: int = 12
     train_stride: int = 1  # >1: every k-th training cutoff (quick runs)
     scaling: Scaling = "log"  # log: log1p + standardise; naive / mase: centre / mean abs change
+    # each look-back month also carries the median change of each target across all
+    # repositories that month (the whole panel's trend, known at every cutoff)
+    panel_context: bool = False
 
     def __post_init__(self) -> None:
         counts = ["lookback", "horizon", "min_history", "n_val_cutoffs", "n_test_cutoffs"]
@@ -147,7 +150,9 @@ def pair_windows(
     """The windows of these (repo, cutoff) pairs, with their Theta or comb base if ``base``
     asks (``progress``: a bar while the comb's slow members are computed)."""
     c = config
-    arrays = build_windows(panel, pairs, c.lookback, c.horizon, target_idx, c.scaling)
+    arrays = build_windows(
+        panel, pairs, c.lookback, c.horizon, target_idx, c.scaling, c.panel_context
+    )
     if base == "theta" and len(pairs):
         theta = theta_forecasts(panel, pairs, target_idx, c.horizon, theta_cache_dir(c))
         attach_base(arrays, theta, target_idx)

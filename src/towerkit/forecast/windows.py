@@ -20,6 +20,7 @@ constant). :func:`inverse_scale` undoes each exactly.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -110,13 +111,10 @@ def fit_scale(history: np.ndarray, scaling: Scaling = "log") -> tuple[np.ndarray
 
 
 def _fit_naive(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN series: handled below
-            centre = np.nan_to_num(np.nanmean(history, axis=-2))
-            steps = np.nan_to_num(np.nanmean(np.abs(np.diff(history, axis=-2)), axis=-2))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN series: handled below
+        centre = np.nan_to_num(np.nanmean(history, axis=-2))
+        steps = np.nan_to_num(np.nanmean(np.abs(np.diff(history, axis=-2)), axis=-2))
     return centre, np.maximum(steps, np.maximum(0.05 * np.abs(centre), NAIVE_MIN_SCALE))
 
 
@@ -154,7 +152,9 @@ class WindowArrays:
     """Model inputs and targets of N windows (float32, scaled), plus what inverts them."""
 
     pairs: np.ndarray  # (N, 2) repo, cutoff
-    x: np.ndarray  # (N, L, F + 3): scaled features (0 where unknown), present flag, month sin/cos
+    # (N, L, F + 3 [+ T]): scaled features (0 where unknown), present flag, month sin/cos
+    # [, the panel's median change of each target that month]
+    x: np.ndarray
     static: np.ndarray  # (N, 2 F): mean and log std of each series' look-back
     y: np.ndarray  # (N, H, T) scaled targets (0 where unknown)
     y_mask: np.ndarray  # (N, H, T) 1 where the target is known
@@ -190,6 +190,17 @@ def attach_base(arrays: WindowArrays, theta: np.ndarray, targets: Sequence[int])
     return arrays
 
 
+def panel_context(panel: Panel, features: Sequence[int]) -> np.ndarray:
+    """(M, len(features)): each month's median change across the repositories, in slog space
+    (0 for month 0 and where no repository has both months). Month m reads months m - 1 and m
+    only, and every repository shares the cutoffs, so a window's context ends at its cutoff."""
+    logged = slog(panel.values[:, :, list(features)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a month no repository has: 0 below
+        median = np.nanmedian(np.diff(logged, axis=1), axis=0)
+    return np.pad(np.nan_to_num(median), ((1, 0), (0, 0)))
+
+
 def build_windows(
     panel: Panel,
     pairs: np.ndarray,
@@ -197,7 +208,9 @@ def build_windows(
     horizon: int,
     targets: Sequence[int],
     scaling: Scaling = "log",
+    context: bool = False,
 ) -> WindowArrays:
+    """``context``: each look-back month also carries :func:`panel_context` of the targets."""
     n, f = len(pairs), len(panel.features)
     history = np.full((n, lookback, f), np.nan)
     future = np.full((n, horizon, f), np.nan)
@@ -212,17 +225,18 @@ def build_windows(
         std = whole_history_scale(panel, pairs)
     scaled = apply_scale(history, mean, std, scaling)
     present = ~np.isnan(scaled)
-    months = panel.month0 + pairs[:, 1:2] - np.arange(lookback)[::-1][None, :]
-    angle = 2 * np.pi * (months % 12) / 12
-    x = np.concatenate(
-        [
-            np.where(present, scaled, 0.0),
-            present.any(axis=2, keepdims=True),
-            np.sin(angle)[..., None],
-            np.cos(angle)[..., None],
-        ],
-        axis=2,
-    )
+    positions = pairs[:, 1:2] - np.arange(lookback)[::-1][None, :]  # grid months, (N, L)
+    angle = 2 * np.pi * ((panel.month0 + positions) % 12) / 12
+    channels = [
+        np.where(present, scaled, 0.0),
+        present.any(axis=2, keepdims=True),
+        np.sin(angle)[..., None],
+        np.cos(angle)[..., None],
+    ]
+    if context:
+        table = panel_context(panel, targets)
+        channels.append(np.where((positions >= 0)[..., None], table[positions.clip(0)], 0.0))
+    x = np.concatenate(channels, axis=2)
     ty = apply_scale(future, mean, std, scaling)[:, :, list(targets)]
     known = ~np.isnan(ty)
     static = np.concatenate([slog(mean), np.log(std)], axis=1)
