@@ -13,6 +13,7 @@ from towerkit.core.errors import ConfigError, ModelLoadError
 from towerkit.core.metrics import roc_auc
 from towerkit.rec.twotower import booster as booster_module
 from towerkit.rec.twotower.booster import (
+    SMALL_PREDICT,
     BoosterConfig,
     FitLog,
     LikeBooster,
@@ -118,6 +119,22 @@ def test_fitted_booster_scores_with_the_whole_logs_statistics(
     )  # fmt: skip
     np.testing.assert_array_equal(booster.stats.count, whole.count)
     assert (booster.stats.signed != whole.signed).nnz == 0
+
+
+def test_small_and_large_batches_score_the_same(
+    synthetic_data: InteractionData, fast: list[str]
+) -> None:
+    model, prepared = _log(synthetic_data, fast)
+    booster = model.booster  # type: ignore[attr-defined]
+    train, history = prepared.train, prepared.train_history  # type: ignore[attr-defined]
+    rows = np.resize(np.arange(len(train.labels)), 3 * SMALL_PREDICT)  # over the threshold
+    ids = prepared.artifacts.candidate_tables.ids.numpy()[train.item_rows]  # type: ignore[attr-defined]
+    args = tuple(
+        a[rows] for a in (ids, history.liked.numpy(), history.passed.numpy(), history.stats.numpy())
+    )
+    whole = booster.logits(*args)  # every core
+    chunks = [booster.logits(*(a[i : i + 10] for a in args)) for i in range(0, len(rows), 10)]
+    np.testing.assert_array_equal(whole, np.concatenate(chunks))  # one thread each
 
 
 def test_booster_learns_the_genre_signal_and_the_blend_is_the_weighted_sum(
