@@ -60,6 +60,10 @@ VARIANTS: dict[str, list[str]] = {
     "base comb": ["model.base=comb"],
     "base theta, ensemble 3": ["model.base=theta", "ensemble=3"],
     "base comb, ensemble 3": ["model.base=comb", "ensemble=3"],
+    "base theta, transformer": ["model.base=theta", "model.encoder=transformer"],
+    "base theta, lookback 12": ["model.base=theta", "data.lookback=12"],
+    "base theta, lookback 36": ["model.base=theta", "data.lookback=36"],
+    "base theta, panel context": ["model.base=theta", "data.panel_context=true"],
 }
 
 

@@ -42,9 +42,9 @@ META_FILE = "like_booster.json"
 SMOOTHING = 5.0  # pseudo-swipes at the prior for a movie's like rate
 _CHUNK_CELLS = 1 << 24  # cosine rows computed at once: chunk x n_ids floats
 DENSE_IDS = 4096  # up to this many ids both cosine tables are kept dense (2 x 64 MiB at most)
-# up to this many rows a prediction runs on the calling thread: OpenMP's pool costs a served
-# request ~8x the CPU of the prediction itself (10 rows, 2 cores: 0.76 vs 0.09 ms), and a
-# server already runs requests in parallel; larger batches (evaluation) use every core
+# up to this many rows a prediction runs on the calling thread: for a served request's few
+# rows, waking OpenMP's pool costs several times the prediction itself, and a server already
+# runs requests in parallel; larger batches (evaluation) use every core
 SMALL_PREDICT = 1024
 
 
