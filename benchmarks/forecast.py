@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -30,9 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from towerkit.core.io import write_json_atomic
+from towerkit.forecast.backtest import mase_ratio
 from towerkit.forecast.evaluation import METRICS, Backtest, run_backtest
 from towerkit.forecast.recipe import default_config_path, load_recipe, train
 
@@ -95,10 +98,13 @@ def goals(result: Backtest, baselines: list[str], training: str) -> list[str]:
     ours = result.overall("dual tower")
     pool = {n: result.scores[n]["overall"]["mase"] for n in baselines if n in result.scores}
     best = min(pool, key=pool.__getitem__)
+    ratio = result.ratios["dual tower"]
     lines = [
         f"- MASE: dual tower {ours['mase']:.3f} vs best full-set baseline {best} {pool[best]:.3f}: "
         f"ratio **{ours['mase'] / pool[best]:.3f}** (goal <= 0.9: "
-        f"{'met' if ours['mase'] <= 0.9 * pool[best] else 'NOT met'})",
+        f"{'met' if ours['mase'] <= 0.9 * pool[best] else 'NOT met'}); "
+        f"{ratio.level:.0%} BCa bootstrap interval over the {ratio.repositories} repositories "
+        f"{ratio.low:.3f}..{ratio.high:.3f}",
         f"- p10..p90 coverage: **{ours['coverage']:.3f}** (goal 0.70..0.90: "
         f"{'met' if 0.7 <= ours['coverage'] <= 0.9 else 'NOT met'})",
         training,
@@ -107,9 +113,13 @@ def goals(result: Backtest, baselines: list[str], training: str) -> list[str]:
         sample = {n: s["overall"]["mase"] for n, s in result.sample_scores.items()}
         others = {n: v for n, v in sample.items() if not n.startswith("dual tower")}
         best_s = min(others, key=others.__getitem__)
+        forecasts = result.forecasts
+        known = [~np.isnan(f.quantiles).any(axis=(1, 2)) for f in forecasts.values()]
+        rows = np.flatnonzero(np.all(known, axis=0))  # the sample: every method forecast it
+        on_sample = mase_ratio(result.rows, forecasts["dual tower"], forecasts[best_s], rows)
         lines.append(
             f"- on the sample where every baseline ran: dual tower {sample['dual tower']:.3f} vs best "
-            f"{best_s} {others[best_s]:.3f}: ratio **{sample['dual tower'] / others[best_s]:.3f}**"
+            f"{best_s} {others[best_s]:.3f}: ratio **{on_sample}**"
         )
     return lines
 
@@ -120,8 +130,12 @@ def ablation(result: Backtest) -> list[str]:
     for method in ("dual tower, blank text", "dual tower, shuffled text", "dual tower, no text"):
         if method in result.scores:
             other = result.overall(method)["mase"]
+            paired = mase_ratio(
+                result.rows, result.forecasts[method], result.forecasts["dual tower"]
+            )
             lines.append(
-                f"- {method}: MASE {other:.4f} ({(other - ours) / ours * 100:+.2f} % vs real text)"
+                f"- {method}: MASE {other:.4f} ({(other - ours) / ours * 100:+.2f} % vs real text; "
+                f"ratio to real text {paired})"
             )
     return lines
 
@@ -215,6 +229,8 @@ def main() -> None:
             "scores": result.scores,
             "sample_scores": result.sample_scores,
             "seconds": result.seconds,
+            "reference": result.reference,
+            "ratios": {n: dataclasses.asdict(r) for n, r in result.ratios.items()},
             "train": {"text": with_text.metrics, "no_text": no_text.metrics},
             "markdown": markdown,
         },

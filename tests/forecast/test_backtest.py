@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from towerkit.forecast.backtest import MethodForecast, baseline_forecasts, build_rows, score
+from towerkit.forecast.backtest import (
+    EvalRows,
+    MethodForecast,
+    baseline_forecasts,
+    build_rows,
+    mase_ratio,
+    score,
+)
 from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.dataset import TARGETS, build_table, read_panel, write_table
 from towerkit.forecast.windows import window_index
@@ -48,3 +55,50 @@ def test_baseline_forecasts_cover_the_subset_with_or_without_a_bar(
     last = np.array([h[-1] for h in rows.histories])
     np.testing.assert_allclose(shown["Naive"].point[subset], np.repeat(last[subset, None], 3, 1))
     assert np.isnan(shown["Naive"].quantiles[1::2]).all()
+
+
+def _synthetic_rows(repos: int, per_repo: int, seed: int = 0) -> EvalRows:
+    rng = np.random.default_rng(seed)
+    pairs = np.array([[r, 20] for r in range(repos)])
+    window = np.repeat(np.arange(repos), per_repo)
+    histories = [np.cumsum(rng.normal(1.0, 2.0, 24)) + 50 for _ in window]
+    truth = np.array([h[-1] + rng.normal(0.0, 3.0, 3) for h in histories])
+    return EvalRows(pairs, window, np.zeros(len(window), dtype=int), truth, histories)
+
+
+def _point(values: np.ndarray) -> MethodForecast:
+    return MethodForecast("m", np.repeat(values[..., None], 3, axis=2))
+
+
+def test_mase_ratio_is_the_ratio_of_overall_mases_with_an_interval_around_it() -> None:
+    rows = _synthetic_rows(40, 3)
+    rng = np.random.default_rng(1)
+    last = np.array([h[-1] for h in rows.histories])[:, None].repeat(3, axis=1)
+    ours, theirs = _point(rows.truth + rng.normal(0, 2, rows.truth.shape)), _point(last)
+    found = mase_ratio(rows, ours, theirs)
+    overall = [score(rows, f, ["t"])["overall"]["mase"] for f in (ours, theirs)]
+    assert found.ratio == pytest.approx(overall[0] / overall[1])
+    assert found.low < found.ratio < found.high and found.repositories == 40
+    assert found == mase_ratio(rows, ours, theirs)  # seeded
+    half = np.arange(0, len(rows), 2)
+    part = mase_ratio(rows, ours, theirs, subset=half)
+    ours_half = score(rows, ours, ["t"], half)["overall"]["mase"]
+    assert part.ratio == pytest.approx(
+        ours_half / score(rows, theirs, ["t"], half)["overall"]["mase"]
+    )
+
+
+def test_mase_ratio_resamples_repositories_not_rows() -> None:
+    rows = _synthetic_rows(30, 2)
+    last = np.array([h[-1] for h in rows.histories])[:, None].repeat(3, axis=1)
+    ours, theirs = _point(0.5 * rows.truth + 0.5 * last), _point(last)
+    once = mase_ratio(rows, ours, theirs)
+    # every repository's rows twice: the same repositories, so the same ratio and interval
+    twice = np.concatenate([np.arange(len(rows)), np.arange(len(rows))])
+    doubled = EvalRows(
+        rows.pairs, rows.window[twice], rows.target[twice], rows.truth[twice],
+        [rows.histories[i] for i in twice],
+    )  # fmt: skip
+    again = mase_ratio(doubled, _point(ours.point[twice]), _point(theirs.point[twice]))
+    assert again.ratio == pytest.approx(once.ratio)
+    assert again.low == pytest.approx(once.low) and again.high == pytest.approx(once.high)

@@ -4,6 +4,7 @@ prepare -> train -> evaluate -> predict on the shared OpenDigger corpus (slow)."
 from __future__ import annotations
 
 import json
+import re
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -136,11 +137,21 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["forecast", "evaluate", "forecast-dualtower", *evaluate]) == 0
     out = capsys.readouterr().out
     assert "dual tower" in out and "Naive" in out
+    assert re.search(r"MASE dual tower / Naive: \d\.\d{3} \(95% CI \d\.\d{3}\.\.\d\.\d{3}\)", out)
     backtest = next(
         Path(line.split(": ", 1)[1]) for line in out.splitlines() if line.endswith("backtest.json")
     )
-    scores = json.loads(backtest.read_text())["scores"]
+    report = json.loads(backtest.read_text())
+    scores = report["scores"]
     assert set(scores) == {"dual tower", "Naive"}
+    ratio = report["ratios"]["dual tower"]
+    # of the 10 repositories, those with a window at a test cutoff
+    assert report["reference"] == "Naive" and 2 <= ratio["repositories"] <= 10
+    expected = scores["dual tower"]["overall"]["mase"] / scores["Naive"]["overall"]["mase"]
+    assert ratio["ratio"] == pytest.approx(expected)
+    assert ratio["low"] <= ratio["ratio"] <= ratio["high"]
+    markdown = (backtest.parent / "backtest.md").read_text()
+    assert f"interval over the {ratio['repositories']} repositories" in markdown
     assert (
         scores["dual tower"]["overall"]["n_series"] == scores["Naive"]["overall"]["n_series"] > 100
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from rich.progress import Progress
+from scipy.stats import bootstrap
 
 from towerkit.core.metrics.forecasting import batched_forecast_metrics
 from towerkit.forecast.baselines import forecast_cutoff
@@ -143,6 +144,53 @@ def naive_scales(rows: EvalRows, idx: np.ndarray | None = None) -> np.ndarray:
     """MASE's denominator per row: the in-sample mean absolute one-step change."""
     chosen = range(len(rows)) if idx is None else idx
     return np.array([np.abs(np.diff(rows.histories[i])).mean() for i in chosen])
+
+
+def row_mase(rows: EvalRows, forecast: MethodForecast) -> np.ndarray:
+    """(S,) each row's MASE: the point forecast's mean absolute error over the naive scale."""
+    errors = np.abs(rows.truth - forecast.point).mean(axis=1)
+    return errors / naive_scales(rows)
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """Overall MASE of a method over a reference's, on the same rows, with its interval."""
+
+    ratio: float
+    low: float
+    high: float
+    level: float
+    repositories: int
+
+    def __str__(self) -> str:
+        return f"{self.ratio:.3f} ({self.level:.0%} CI {self.low:.3f}..{self.high:.3f})"
+
+
+def mase_ratio(
+    rows: EvalRows,
+    forecast: MethodForecast,
+    reference: MethodForecast,
+    subset: np.ndarray | None = None,
+    level: float = 0.95,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> RatioInterval:
+    """The ratio of overall MASEs and a BCa bootstrap interval that resamples repositories, not
+    rows: a repository's targets and cutoffs move together, so rows are not independent."""
+    chosen = np.arange(len(rows)) if subset is None else subset
+    ours, theirs = row_mase(rows, forecast)[chosen], row_mase(rows, reference)[chosen]
+    _, repo = np.unique(rows.pairs[rows.window[chosen], 0], return_inverse=True)
+    sums = np.bincount(repo, ours), np.bincount(repo, theirs)  # per repository
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(a.sum(axis=axis) / b.sum(axis=axis))
+
+    interval = bootstrap(
+        sums, ratio, n_resamples=resamples, paired=True, vectorized=True,
+        confidence_level=level, rng=np.random.default_rng(seed),
+    ).confidence_interval  # fmt: skip
+    value = float(ratio(*sums))
+    return RatioInterval(value, float(interval.low), float(interval.high), level, len(sums[0]))
 
 
 def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:

@@ -154,6 +154,8 @@ def evaluate_command(
     for method, scores in sorted(result.scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
         table.add_row(method, *(f"{scores['overall'][k]:.4f}" for k in METRICS))
     console.print(table)
+    for name, ratio in sorted(result.ratios.items(), key=lambda kv: kv[1].ratio):
+        console.print(f"MASE {name} / {result.reference}: {ratio}")
     for path in result.files:
         console.print(f"wrote: {path}")
 

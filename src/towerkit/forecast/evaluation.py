@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,10 @@ from towerkit.core.io import write_json_atomic, write_text_atomic
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
+    RatioInterval,
     baseline_forecasts,
     build_rows,
+    mase_ratio,
     model_forecast,
     score,
 )
@@ -33,6 +35,8 @@ class Backtest:
     sample_scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    reference: str = ""  # the full-set baseline with the lowest overall MASE
+    ratios: dict[str, RatioInterval] = field(default_factory=dict)  # model -> MASE / reference
 
     def overall(self, method: str) -> dict[str, float]:
         return self.scores[method]["overall"]
@@ -92,9 +96,38 @@ def run_backtest(
     result = Backtest(rows, forecasts, {n: score(rows, f, targets) for n, f in full.items()})
     if sample is not None:
         result.sample_scores = {n: score(rows, f, targets, sample) for n, f in forecasts.items()}
+    _add_ratios(result, config.eval.baselines)
     result.seconds = seconds
     result.files = write_report(result, data, targets, out_dir)
     return result
+
+
+def _add_ratios(result: Backtest, baselines: list[str]) -> None:
+    """Each model's overall MASE over the best full-set baseline's, with a bootstrap interval."""
+    pool = [n for n in baselines if n in result.scores]
+    if not pool:
+        return
+    result.reference = min(pool, key=lambda n: result.overall(n)["mase"])
+    reference = result.forecasts[result.reference]
+    for name in result.scores:
+        if name.startswith("dual tower"):
+            result.ratios[name] = mase_ratio(result.rows, result.forecasts[name], reference)
+
+
+def _ratio_lines(result: Backtest) -> list[str]:
+    if not result.ratios:
+        return []
+    interval = next(iter(result.ratios.values()))
+    lines = [
+        "",
+        f"## MASE over the best baseline's ({result.reference}), {interval.level:.0%} BCa "
+        f"bootstrap interval over the {interval.repositories} repositories",
+        "| method | ratio | low | high |",
+        "|---|---|---|---|",
+    ]
+    for name, r in sorted(result.ratios.items(), key=lambda kv: kv[1].ratio):
+        lines.append(f"| {name} | {r.ratio:.4f} | {r.low:.4f} | {r.high:.4f} |")
+    return lines
 
 
 def _table(scores: dict[str, dict[str, dict[str, float]]], group: str) -> list[str]:
@@ -128,6 +161,7 @@ def write_report(
         "",
         "## MASE per target",
         *_target_table(result.scores, targets),
+        *_ratio_lines(result),
     ]
     if result.sample_scores:
         n = int(next(iter(result.sample_scores.values()))["overall"]["n_series"])
@@ -140,7 +174,13 @@ def write_report(
     write_text_atomic(md, "\n".join(lines) + "\n")
     write_json_atomic(
         js,
-        {"scores": result.scores, "sample_scores": result.sample_scores, "seconds": result.seconds},
+        {
+            "scores": result.scores,
+            "sample_scores": result.sample_scores,
+            "seconds": result.seconds,
+            "reference": result.reference,
+            "ratios": {n: asdict(r) for n, r in result.ratios.items()},
+        },
     )
     plots = [
         mase_by_cutoff_png(
