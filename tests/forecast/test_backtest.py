@@ -102,3 +102,14 @@ def test_mase_ratio_resamples_repositories_not_rows() -> None:
     again = mase_ratio(doubled, _point(ours.point[twice]), _point(theirs.point[twice]))
     assert again.ratio == pytest.approx(once.ratio)
     assert again.low == pytest.approx(once.low) and again.high == pytest.approx(once.high)
+
+
+def test_one_repository_has_a_ratio_but_no_interval() -> None:
+    rows = _synthetic_rows(1, 6)
+    last = np.array([h[-1] for h in rows.histories])[:, None].repeat(3, axis=1)
+    found = mase_ratio(rows, _point(rows.truth + 1.0), _point(last))
+    overall = [
+        score(rows, f, ["t"])["overall"]["mase"] for f in (_point(rows.truth + 1.0), _point(last))
+    ]
+    assert found.ratio == pytest.approx(overall[0] / overall[1])
+    assert np.isnan(found.low) and np.isnan(found.high) and "no interval" in str(found)

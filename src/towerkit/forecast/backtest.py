@@ -163,6 +163,8 @@ class RatioInterval:
     repositories: int
 
     def __str__(self) -> str:
+        if np.isnan(self.low):
+            return f"{self.ratio:.3f} (no interval: {self.repositories} repository)"
         return f"{self.ratio:.3f} ({self.level:.0%} CI {self.low:.3f}..{self.high:.3f})"
 
 
@@ -185,11 +187,13 @@ def mase_ratio(
     def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.asarray(a.sum(axis=axis) / b.sum(axis=axis))
 
+    value = float(ratio(*sums))
+    if len(sums[0]) < 2:  # nothing to resample
+        return RatioInterval(value, float("nan"), float("nan"), level, len(sums[0]))
     interval = bootstrap(
         sums, ratio, n_resamples=resamples, paired=True, vectorized=True,
         confidence_level=level, rng=np.random.default_rng(seed),
     ).confidence_interval  # fmt: skip
-    value = float(ratio(*sums))
     return RatioInterval(value, float(interval.low), float(interval.high), level, len(sums[0]))
 
 
