@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from torch import nn
 
 from towerkit.core.errors import TowerkitError
-from towerkit.core.run import resume_config, start_run
+from towerkit.core.model import BaseModel
+from towerkit.core.registry import ModelRegistry
+from towerkit.core.run import finish_run, resume_config, start_run
 
 
 @dataclass
@@ -36,3 +40,47 @@ def test_resume_takes_an_unfinished_run_and_refuses_the_rest(tmp_path: Path) -> 
     assert (
         str(error.value) == f"{run}: the run finished (metrics.json is written); nothing to resume"
     )
+
+
+@dataclass
+class RunNetConfig:
+    size: int = 2
+
+
+class RunNet(BaseModel):
+    config_class = RunNetConfig
+
+    def __init__(self, config: RunNetConfig) -> None:
+        super().__init__(config)
+        self.w = nn.Parameter(torch.ones(config.size))
+
+
+def test_a_run_whose_registration_failed_can_be_resumed_and_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = start_run("zoo", "quick", Recipe(), root=tmp_path)
+    registry = ModelRegistry(tmp_path / "r.db")
+
+    def down(*_: object, **__: object) -> None:
+        raise TowerkitError("registry: database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "register", down)
+        with pytest.raises(TowerkitError, match="locked"):
+            finish_run(
+                run,
+                RunNet(RunNetConfig()),
+                {"acc": 0.5},
+                Recipe(),
+                register_as="net",
+                registry=registry,
+            )
+    assert not (run / "metrics.json").exists()  # not marked finished
+    assert resume_config(run) == run / "config.yaml"
+    version = finish_run(
+        run, RunNet(RunNetConfig()), {"acc": 0.5}, Recipe(), register_as="net", registry=registry
+    )
+    assert version is not None and version.metrics == {"acc": 0.5} and version.version == 1
+    assert (run / "metrics.json").read_text().strip().startswith("{")
+    with pytest.raises(TowerkitError, match="nothing to resume"):
+        resume_config(run)

@@ -50,25 +50,28 @@ def finish_run(
     alias: str | None = None,
     registry: ModelRegistry | None = None,
 ) -> ModelVersion | None:
-    """Save model/ and metrics.json; register a new version (and point ``alias`` at it)."""
+    """Save model/, register a new version (and point ``alias`` at it), then write
+    metrics.json: last, because it marks the run finished (``resume_config``), so a run whose
+    registration failed can still be resumed and registered."""
     model_dir = model.save_pretrained(run_dir / "model")
-    write_json_atomic(run_dir / "metrics.json", {k: float(v) for k, v in metrics.items()})
-    if register_as is None:
-        return None
-    registry = registry or ModelRegistry()
-    files = list(data_files)
-    version = registry.register(
-        register_as,
-        model_dir,
-        run_dir=run_dir,
-        metrics={k: float(v) for k, v in metrics.items()},
-        config_hash=config_hash(config),
-        data_fingerprint=data_fingerprint(files) if files else None,
-        tags=tags,
-    )
-    if alias is not None:
-        registry.set_alias(register_as, alias, version.version)
-        version = registry.get(register_as, version.version)
+    values = {k: float(v) for k, v in metrics.items()}
+    version = None
+    if register_as is not None:
+        registry = registry or ModelRegistry()
+        files = list(data_files)
+        version = registry.register(
+            register_as,
+            model_dir,
+            run_dir=run_dir,
+            metrics=values,
+            config_hash=config_hash(config),
+            data_fingerprint=data_fingerprint(files) if files else None,
+            tags=tags,
+        )
+        if alias is not None:
+            registry.set_alias(register_as, alias, version.version)
+            version = registry.get(register_as, version.version)
+    write_json_atomic(run_dir / "metrics.json", values)
     return version
 
 
