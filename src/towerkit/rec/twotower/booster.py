@@ -43,8 +43,8 @@ SMOOTHING = 5.0  # pseudo-swipes at the prior for a movie's like rate
 _CHUNK_CELLS = 1 << 24  # cosine rows computed at once: chunk x n_ids floats
 DENSE_IDS = 4096  # up to this many ids both cosine tables are kept dense (2 x 64 MiB at most)
 # up to this many rows a prediction runs on the calling thread: for a served request's few
-# rows, waking OpenMP's pool costs several times the prediction itself, and a server already
-# runs requests in parallel; larger batches (evaluation) use every core
+# rows, waking OpenMP's pool costs about as much as the prediction itself (more when the cores
+# are busy), and a server already runs requests in parallel; larger batches use every core
 SMALL_PREDICT = 1024
 
 
