@@ -1,7 +1,8 @@
 """The forecast part of ``towerkit demo``: the quick recipe trained, backtested and used.
 
 One section: validation and test metrics of the dual tower beside Naive and SeasonalNaive (and
-the blank/shuffled text ablations), the per-target MASE plots, a forecast PNG of one repository.
+the blank/shuffled text ablations), its MASE over the best baseline's with a bootstrap interval,
+the per-target MASE plots, a forecast PNG of one repository.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def run_demo(out_dir: Path) -> list[DemoSection]:
         result.model, result.data, repo, result.run_dir / "predict" / "example.png"
     )
     notes = [f"data: {result.data.description}", f"backtest table: {backtest.files[0]}"]
+    if "dual tower" in backtest.ratios:
+        ratio = backtest.ratios["dual tower"]
+        metrics[f"test_mase_ratio_to_{backtest.reference}"] = ratio.ratio
+        notes.append(
+            f"MASE of the dual tower over the best baseline's ({backtest.reference}): {ratio}"
+        )
     if result.version is not None:
         notes.append(f"registered as {result.version.uri}")
     notes.append(f"forecast of {repo} for the 3 months after the corpus: {png.name}")
