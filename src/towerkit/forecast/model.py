@@ -13,7 +13,7 @@
   ``towerkit.forecast.comb``), whose members are all inputs of the fusion.
 
 ``use_text=False`` is the no-text ablation: the same model without the text tower;
-``members=K`` a seed ensemble of K such models.
+``members=K`` a seed ensemble of K such models; ``per_target`` one such network per target.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ class DualTowerConfig:
     # >1: a seed ensemble, ``members`` such models (trained apart, with their own seeds) whose
     # quantiles are averaged; the mean of non-crossing quantiles is non-crossing
     members: int = 1
+    # one network per target (each reads every input, its own heads and weights), trained
+    # side by side: the targets stop competing for one network's capacity
+    per_target: bool = False
 
     def __post_init__(self) -> None:
         check_model_ranges(self)
@@ -71,6 +74,8 @@ class DualTowerConfig:
             raise ConfigError(f"model: base: expected 'last', 'theta' or 'comb', got {self.base!r}")
         if not 0.0 <= self.base_weight <= 1.0:
             raise ConfigError(f"model: base_weight: expected 0..1, got {self.base_weight}")
+        if self.per_target and len(self.target_inputs) != self.n_targets:
+            raise ConfigError("model: per_target needs target_inputs, one per target")
         if self.base != "last" and not self.target_inputs:
             raise ConfigError(f"model: base {self.base!r} needs target_inputs (the last values)")
         if sorted(self.quantiles) != self.quantiles or 0.5 not in self.quantiles:
@@ -123,6 +128,12 @@ class DualTowerForecaster(BaseModel):
             single = replace(c, members=1)
             self.members = nn.ModuleList(DualTowerForecaster(single) for _ in range(c.members))
             return
+        if c.per_target and c.n_targets > 1:
+            self.targets = nn.ModuleList(
+                DualTowerForecaster(replace(c, n_targets=1, target_inputs=[k], per_target=False))
+                for k in c.target_inputs
+            )
+            return
         self.time_tower = TimeTower(c)
         fused = c.hidden + c.n_static
         if c.base != "last":  # each channel and its difference from the last value
@@ -157,6 +168,12 @@ class DualTowerForecaster(BaseModel):
         c = self.config
         if c.members > 1:
             return torch.stack([m(x, static, text, base) for m in self.members]).mean(0)
+        if c.per_target and c.n_targets > 1:
+            outputs = [
+                net(x, static, text, None if base is None else base[:, :, k : k + 1])
+                for k, net in enumerate(self.targets)
+            ]
+            return torch.cat(outputs, dim=2)
         parts = [self.time_tower(x), static]
         anchor = x[:, -1, c.target_inputs][:, None, :] if c.target_inputs else None
         if c.base != "last":

@@ -55,6 +55,7 @@ class ForecastModelSection:
     quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     base: BaseKind = "last"  # the median's anchor: the last value, or the window's Theta forecast
     base_weight: float = 1.0  # with theta: anchor on w * Theta + (1 - w) * last value
+    per_target: bool = False  # one network per target instead of one for all
 
     def __post_init__(self) -> None:
         # when the recipe loads, so a bad size is refused before a run directory is made
@@ -159,6 +160,7 @@ def build_model(
         target_inputs=list(data.target_idx),  # the first features of x are the table's columns
         base=m.base,
         base_weight=m.base_weight,
+        per_target=m.per_target,
         members=members,
     )
     assert isinstance(model, DualTowerForecaster)
