@@ -64,6 +64,8 @@ VARIANTS: dict[str, list[str]] = {
     "base theta, lookback 12": ["model.base=theta", "data.lookback=12"],
     "base theta, lookback 36": ["model.base=theta", "data.lookback=36"],
     "base theta, panel context": ["model.base=theta", "data.panel_context=true"],
+    "base theta, one model": ["model.base=theta", "ensemble=1"],
+    "base theta, one model per target": ["model.base=theta", "ensemble=1", "model.per_target=true"],
 }
 
 
