@@ -39,6 +39,7 @@ OUT = ROOT / "runs" / "bench" / "forecast-per-target"
 def scored(config: ForecastRecipeConfig, registry: ModelRegistry, inner: bool) -> np.ndarray:
     """(rows, 4): each scored row's target position, repository, cutoff and MASE, sorted by
     target, repository and cutoff (so that two models' rows line up)."""
+    config.trainer.progress = False
     result = train(config, registry=registry, runs_root=OUT, progress=False)
     data = result.data
     windows = data.val
