@@ -199,11 +199,11 @@ def mase_ratio(
 
 def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:
     """Mean MASE per cutoff for one target (for the per-target plot)."""
-    out = {}
+    per_row = row_mase(rows, forecast)
     cutoffs = rows.cutoffs()
+    out = {}
     for cutoff in np.unique(cutoffs):
         idx = np.flatnonzero((cutoffs == cutoff) & (rows.target == target))
         if len(idx):
-            errors = np.abs(rows.truth[idx] - forecast.point[idx]).mean(axis=1)
-            out[int(cutoff)] = float(np.mean(errors / naive_scales(rows, idx)))
+            out[int(cutoff)] = float(per_row[idx].mean())
     return out
