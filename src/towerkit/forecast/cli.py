@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from towerkit.core.errors import TowerkitError
@@ -23,7 +24,10 @@ def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
-        table.add_row(key, f"{metrics[key]:.4f}")
+        value = metrics[key]
+        # counts (steps, windows, parameters) read better without four zero decimals
+        text = f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.4f}"
+        table.add_row(key, text)
     return table
 
 
@@ -165,14 +169,18 @@ def predict_command(
     model: str = typer.Argument(..., help="registry reference or run directory"),
     repo: str = typer.Option(..., "--repo", help="owner/name"),
     out: Path | None = typer.Option(
-        None, "--out", help="PNG path (default <run>/predict/<owner>_<name>.png)"
+        None,
+        "--out",
+        help="PNG path (default <run>/predict/<owner>_<name>.png); the JSON goes beside it",
     ),
 ) -> None:
-    """The next 3 months of each target with p10..p90, and a PNG of history and forecast."""
+    """The next 3 months of each target with p10..p90: a table, a JSON file and a PNG."""
     from towerkit.forecast.data import load_data
-    from towerkit.forecast.evaluation import forecast_repo
+    from towerkit.forecast.predict import forecast_repo, write_forecast_json
     from towerkit.forecast.recipe import load_forecaster
 
+    if out is not None and out.suffix.lower() != ".png":
+        raise TowerkitError(f"--out {out}: expected a .png path")
     loaded = load_forecaster(model)
     data = load_data(
         loaded.config.data,
@@ -182,20 +190,13 @@ def predict_command(
         base=loaded.model.config.base,
     )
     png = out or (loaded.run_dir or Path(".")) / "predict" / f"{repo.replace('/', '_')}.png"
-    months, raw, path = forecast_repo(loaded.model, data, repo, png)
-    levels = loaded.model.config.quantiles
-    lo, mid, hi = levels.index(0.1), levels.index(0.5), levels.index(0.9)
-    table = Table(title=f"{repo}: forecast by {loaded.label}")
+    forecast = forecast_repo(loaded.model, data, repo, png)
+    table = Table(title=f"{repo}: forecast by {loaded.label} from {forecast.last_month}")
     table.add_column("target")
-    for month in months:
-        table.add_column(f"{month} p50 [p10, p90]", justify="right")
-    for t, name in enumerate(loaded.config.data.targets):
-        table.add_row(
-            name,
-            *(
-                f"{raw[h, t, mid]:.1f} [{raw[h, t, lo]:.1f}, {raw[h, t, hi]:.1f}]"
-                for h in range(len(months))
-            ),
-        )
+    for month in forecast.months:
+        table.add_column(escape(f"{month} p50 [p10, p90]"), justify="right")
+    for t, name in enumerate(forecast.targets):
+        table.add_row(name, *(forecast.cell(h, t) for h in range(len(forecast.months))))
     console.print(table)
-    console.print(f"plot: {path}")
+    console.print(f"plot: {forecast.png}")
+    console.print(f"json: {write_forecast_json(forecast, loaded.label, png.with_suffix('.json'))}")

@@ -19,7 +19,8 @@ from towerkit.core.report import DemoSection
 def run_demo(out_dir: Path) -> list[DemoSection]:
     started = time.perf_counter()
     try:
-        from towerkit.forecast.evaluation import forecast_repo, run_backtest
+        from towerkit.forecast.evaluation import run_backtest
+        from towerkit.forecast.predict import forecast_repo
         from towerkit.forecast.recipe import load_recipe, train
     except ImportError as exc:  # the forecast extra is not installed
         return [DemoSection("forecast", "forecast dual tower", notes=[f"skipped: {exc}"])]
@@ -41,9 +42,9 @@ def run_demo(out_dir: Path) -> list[DemoSection]:
         np.flatnonzero(history >= result.config.data.min_history), key=lambda r: activity[r]
     )
     repo = panel.repos[int(busiest)]
-    _, _, png = forecast_repo(
+    png = forecast_repo(
         result.model, result.data, repo, result.run_dir / "predict" / "example.png"
-    )
+    ).png
     notes = [f"data: {result.data.description}", f"backtest table: {backtest.files[0]}"]
     if "dual tower" in backtest.ratios:
         ratio = backtest.ratios["dual tower"]

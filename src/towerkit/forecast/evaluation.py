@@ -1,4 +1,4 @@
-"""``evaluate``: the backtest table (Markdown + JSON) and a plot per target; ``predict``."""
+"""``evaluate``: the backtest table (Markdown + JSON) and a plot per target."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from towerkit.forecast.backtest import (
 )
 from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
 from towerkit.forecast.model import DualTowerForecaster
-from towerkit.forecast.plots import history_forecast_png, mase_by_cutoff_png
+from towerkit.forecast.plots import mase_by_cutoff_png
 from towerkit.forecast.recipe import ForecastRecipeConfig
 
 METRICS = ("mase", "smape", "mae", "pinball", "coverage")
@@ -189,27 +189,3 @@ def write_report(
         for t, name in enumerate(targets)
     ]
     return [md, js, *plots]
-
-
-def forecast_repo(
-    model: DualTowerForecaster, data: ForecastData, repo: str, out: Path
-) -> tuple[list[str], np.ndarray, Path]:
-    """The next ``horizon`` months after the corpus's end: (month labels, (H, T, Q) raw, PNG)."""
-    from towerkit.core.errors import TowerkitError
-    from towerkit.forecast.data import pair_windows, text_for
-
-    p = data.panel
-    if repo not in p.repos:
-        raise TowerkitError(f"--repo {repo!r}: not in the dataset (e.g. {p.repos[0]})")
-    r = p.repos.index(repo)
-    if p.end - p.first[r] + 1 < data.config.min_history:
-        raise TowerkitError(
-            f"--repo {repo!r}: fewer than {data.config.min_history} months of history"
-        )
-    pairs = np.array([[r, p.end]])
-    arrays = pair_windows(p, pairs, data.config, data.target_idx, data.base)
-    window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
-    raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx)[0], 0, None)
-    months = [p.label(p.end + h + 1) for h in range(raw.shape[0])]
-    png = history_forecast_png(p, r, data.target_idx, months, raw, model.config.quantiles, out)
-    return months, raw, png

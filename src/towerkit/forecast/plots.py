@@ -63,7 +63,8 @@ def history_forecast_png(
     path: Path,
     history: int = 36,
 ) -> Path:
-    """History, p50 and the p10..p90 band of each target; forecast is (H, T, Q) raw."""
+    """History, p50 and the p10..p90 band of each target; forecast is (H, T, Q) raw, NaN for a
+    target with no history."""
     lo, mid, hi = quantiles.index(0.1), quantiles.index(0.5), quantiles.index(0.9)
     start = max(int(panel.first[repo]), panel.end - history + 1)
     past = [panel.label(m) for m in range(start, panel.end + 1)]
@@ -72,6 +73,13 @@ def history_forecast_png(
         ax.plot(past, panel.values[repo, start : panel.end + 1, feature], color="black", lw=1)
         ahead = [past[-1], *months]
         last = panel.values[repo, panel.end, feature]
+        ax.set_title(panel.features[feature], fontsize=9)
+        ax.tick_params(axis="x", labelsize=7, rotation=45)
+        if np.isnan(forecast[:, t]).any():  # no history of this metric: nothing to forecast
+            ax.text(0.5, 0.5, "no history", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks(past[:: max(1, len(past) // 4)])
+            ax.set_yticks([])
+            continue
         ax.plot(ahead, [last, *forecast[:, t, mid]], color="tab:blue")
         ax.fill_between(
             ahead,
@@ -80,9 +88,7 @@ def history_forecast_png(
             alpha=0.3,
             color="tab:blue",
         )
-        ax.set_title(panel.features[feature], fontsize=9)
         ax.set_xticks(ahead[-1:] + past[:: max(1, len(past) // 4)])
-        ax.tick_params(axis="x", labelsize=7, rotation=45)
     fig.suptitle(f"{panel.repos[repo]}: history and forecast (p50, p10..p90)")
     fig.tight_layout()
     return _save(fig, path)

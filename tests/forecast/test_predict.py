@@ -1,0 +1,86 @@
+"""``forecast predict``: a target the repository has no history of is reported as such (not a
+forecast of 0), the JSON file holds the table's numbers, and a mistyped name gets suggestions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from towerkit.cli import main
+from towerkit.core.errors import TowerkitError
+from towerkit.forecast.dataset import Panel
+from towerkit.forecast.predict import find_repo, forecast_repo
+
+
+def test_find_repo_suggests_the_closest_names(panel: Panel) -> None:
+    assert find_repo(panel, "acme/widget") == panel.repos.index("acme/widget")
+    with pytest.raises(
+        TowerkitError, match=r"'ACME/Widget': not in the dataset; did you mean acme/widget\?$"
+    ):
+        find_repo(panel, "ACME/Widget")
+    with pytest.raises(TowerkitError, match=r"did you mean acme/rocket"):
+        find_repo(panel, "acme/rockett")
+    with pytest.raises(
+        TowerkitError, match=r"e\.g\. acme/rocket \(the model's recipe reads only the first 2"
+    ):
+        find_repo(panel, "nobody/nothing", repos_limit=2)
+
+
+@pytest.fixture()
+def trained(tmp_path: Path, small_recipe: Callable[..., Any]) -> Any:
+    from towerkit.core.registry import ModelRegistry
+    from towerkit.forecast.recipe import train
+
+    registry = ModelRegistry(tmp_path / "r.db")
+    return train(small_recipe("refit=false"), registry=registry, runs_root=tmp_path / "runs")
+
+
+def test_a_missing_metric_is_no_history_not_a_forecast(trained: Any, tmp_path: Path) -> None:
+    # zeta/tool has no issues_new file and acme/widget's change_requests file is malformed
+    targets = [trained.data.panel.features[i] for i in trained.data.target_idx]
+    for repo, missing in (("zeta/tool", "issues_new"), ("acme/widget", "change_requests")):
+        forecast = forecast_repo(trained.model, trained.data, repo, tmp_path / f"{missing}.png")
+        assert forecast.targets == targets and forecast.raw.shape == (3, len(targets), 3)
+        for t, name in enumerate(targets):
+            assert forecast.known(t) == (name != missing), name
+            assert np.isfinite(forecast.raw[:, t]).all() == (name != missing)
+        assert forecast.cell(0, targets.index(missing)) == "no history"
+        assert forecast.months == ["2022-01", "2022-02", "2022-03"]
+        assert forecast.last_month == "2021-12" and forecast.png.stat().st_size > 1000
+    known = forecast.raw[np.isfinite(forecast.raw)]
+    assert (known >= 0).all()
+
+
+def test_predict_command_writes_the_table_as_json(
+    trained: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from towerkit.forecast import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # one line per table row
+    png = tmp_path / "out" / "tool.png"
+    run = str(trained.run_dir)
+    assert main(["forecast", "predict", run, "--repo", "zeta/tool", "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "p50 [p10, p90]" in printed and "no history" in printed
+    report = json.loads(png.with_suffix(".json").read_text())
+    assert report["repo"] == "zeta/tool" and report["cutoff"] == "2021-12"
+    assert report["months"] == ["2022-01", "2022-02", "2022-03"]
+    assert report["forecast"]["issues_new"] is None
+    again = forecast_repo(trained.model, trained.data, "zeta/tool", tmp_path / "again.png")
+    stars = again.targets.index("stars")
+    for k, level in enumerate(("p10", "p50", "p90")):
+        assert report["forecast"]["stars"][level] == pytest.approx(again.raw[:, stars, k])
+        assert f"{again.raw[0, stars, 1]:.1f} [{again.raw[0, stars, 0]:.1f}," in printed
+
+    assert main(["forecast", "predict", run, "--repo", "zeta/tool", "--out", "x.txt"]) == 2
+    assert "--out x.txt: expected a .png path" in capsys.readouterr().err
+    assert main(["forecast", "predict", run, "--repo", "zeta/tol"]) == 2
+    assert "did you mean zeta/tool?" in capsys.readouterr().err
