@@ -204,7 +204,8 @@ def test_train_with_theta_base_and_refit(
     assert index["latest"] == f"step-{epochs * math.ceil(joined / batch):08d}"
     test = data.windows(data.splits.test)
     assert test.base is not None and test.base.shape == test.y.shape
-    from towerkit.forecast.evaluation import forecast_repo
+    from towerkit.forecast.predict import forecast_repo
 
-    months, raw, png = forecast_repo(result.model, data, "acme/rocket", tmp_path / "p.png")
-    assert len(months) == 3 and raw.shape == (3, len(TARGETS), 3) and png.is_file()
+    forecast = forecast_repo(result.model, data, "acme/rocket", tmp_path / "p.png")
+    assert len(forecast.months) == 3 and forecast.raw.shape == (3, len(TARGETS), 3)
+    assert np.isfinite(forecast.raw).all() and forecast.png.is_file()
