@@ -7,8 +7,11 @@ an unknown feature key), 404 for a user id the model has never seen.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import faiss
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -93,9 +96,30 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def create_app(service: RecService) -> FastAPI:
+class ThreadLimit:
+    """FAISS's OpenMP thread count is per OS thread: the count ``rec serve`` sets in its main
+    thread does not reach the worker threads that run requests, and each of them would search
+    with a team as large as the machine. Each worker sets it once, before its first request.
+    (torch's count is process-wide, and LightGBM gets its own per call.)"""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self._done = threading.local()
+
+    def apply(self) -> None:
+        if self.threads is not None and not getattr(self._done, "set", False):
+            # torch's first call in a thread sets OpenMP's count to its own; when FAISS's
+            # OpenMP runtime was loaded first, that is FAISS's count too, so it goes first
+            torch.get_num_threads()
+            faiss.omp_set_num_threads(self.threads)
+            self._done.set = True
+
+
+def create_app(service: RecService, threads: int | None = None) -> FastAPI:
+    """``threads``: FAISS threads per request (None: OpenMP's default)."""
     app = FastAPI(title="towerkit rec serve", version="1")
     app.state.service = service
+    limit = ThreadLimit(threads)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -111,10 +135,14 @@ def create_app(service: RecService) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return service.served.health()
+        limit.apply()
+        # as a request's thread sees them
+        threads = {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
+        return {**service.served.health(), "threads": threads}
 
     @app.post("/recommend", response_model=RecommendResponse)
     def recommend(body: RecommendRequest) -> RecommendResponse:
+        limit.apply()
         served, items = service.recommend(
             user_id=None if body.user_id is None else str(body.user_id),
             features=body.features,

@@ -54,7 +54,8 @@ def serve_command(
         f"{report['kind']} index {report['params'] or ''} recall@{report['k']} "
         f"{report['recall']:.3f} vs exact"
     )
-    uvicorn.run(create_app(service), host=host, port=port, access_log=access_log, log_level="info")
+    app = create_app(service, threads=threads)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
 
 
 def export_model_command(
