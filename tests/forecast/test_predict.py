@@ -84,3 +84,42 @@ def test_predict_command_writes_the_table_as_json(
     assert "--out x.txt: expected a .png path" in capsys.readouterr().err
     assert main(["forecast", "predict", run, "--repo", "zeta/tol"]) == 2
     assert "did you mean zeta/tool?" in capsys.readouterr().err
+
+
+def test_predict_from_another_corpus(
+    trained: Any, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--corpus``: a folder such as ``fetch`` writes, with one repository, even one whose
+    data ends earlier; the model reads each series on its own, so an unchanged copy gives the
+    same forecast as the corpus it was trained on."""
+    import shutil
+
+    mine = tmp_path / "mine"
+    shutil.copytree(corpus / "zeta" / "tool", mine / "zeta" / "tool")
+    run = str(trained.run_dir)
+    args = ["forecast", "predict", run, "--repo", "zeta/tool", "--corpus", str(mine)]
+    assert main([*args, "--out", str(tmp_path / "same.png")]) == 0
+    same = json.loads((tmp_path / "same.json").read_text())
+    reference = forecast_repo(trained.model, trained.data, "zeta/tool", tmp_path / "ref.png")
+    for t, name in enumerate(reference.targets):
+        got = same["forecast"][name]
+        if not reference.known(t):
+            assert got is None
+            continue
+        for k, level in enumerate(("p10", "p50", "p90")):
+            assert got[level] == pytest.approx(reference.raw[:, t, k], rel=1e-5), name
+
+    for metric in (mine / "zeta" / "tool").glob("*.json"):  # six months fewer
+        data = json.loads(metric.read_text())
+        if all(len(key) == 7 for key in data):  # the monthly files
+            metric.write_text(json.dumps({k: v for k, v in data.items() if k <= "2021-06"}))
+    shutil.move(mine, tmp_path / "earlier")  # a new folder: its own prepared table
+    args[-1] = str(tmp_path / "earlier")
+    assert main([*args, "--out", str(tmp_path / "earlier.png")]) == 0
+    earlier = json.loads((tmp_path / "earlier.json").read_text())
+    assert earlier["cutoff"] == "2021-06" and earlier["months"][0] == "2021-07"
+    assert earlier["forecast"]["stars"]["p50"] != same["forecast"]["stars"]["p50"]
+
+    capsys.readouterr()
+    assert main([*args[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "--corpus" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -173,17 +173,29 @@ def predict_command(
         "--out",
         help="PNG path (default <run>/predict/<owner>_<name>.png); the JSON goes beside it",
     ),
+    corpus: Path | None = typer.Option(
+        None,
+        "--corpus",
+        help="forecast from this corpus folder (e.g. what fetch cached) instead of the model's",
+    ),
 ) -> None:
     """The next 3 months of each target with p10..p90: a table, a JSON file and a PNG."""
+    import dataclasses
+
     from towerkit.forecast.data import load_data
     from towerkit.forecast.predict import forecast_repo, write_forecast_json
     from towerkit.forecast.recipe import load_forecaster
 
     if out is not None and out.suffix.lower() != ".png":
         raise TowerkitError(f"--out {out}: expected a .png path")
+    if corpus is not None and not corpus.is_dir():
+        raise TowerkitError(f"--corpus {corpus}: not a folder (expected owner/name/<metric>.json)")
     loaded = load_forecaster(model)
+    data_config = loaded.config.data
+    if corpus is not None:  # its own Parquet table, every repository in it
+        data_config = dataclasses.replace(data_config, corpus=str(corpus), table="", repos_limit=0)
     data = load_data(
-        loaded.config.data,
+        data_config,
         loaded.config.encoder,
         progress=False,
         windows=False,
