@@ -81,6 +81,16 @@ def prepare_table(config: ForecastDataConfig, progress: bool = True) -> tuple[Pa
     return path, report.summary()
 
 
+def corpus_changed_since(config: ForecastDataConfig, table: Path) -> bool:
+    """A metric file of the corpus is newer than its prepared table (``fetch`` ran again), so
+    the table would be stale. A corpus folder that is gone leaves the table as it is."""
+    root = resolve_local_path(config.corpus)
+    if not root.is_dir():
+        return False
+    made = table.stat().st_mtime
+    return any(f.stat().st_mtime > made for f in root.rglob("*.json"))
+
+
 @dataclass
 class SplitWindows:
     arrays: WindowArrays
@@ -191,7 +201,7 @@ def load_data(
     window's Theta forecast, ``base="comb"`` the comb and its members (computed once, then
     read from the cache)."""
     path = table_path(config)
-    if not path.is_file():
+    if not path.is_file() or (not config.table and corpus_changed_since(config, path)):
         path, _ = prepare_table(config, progress)
     panel = read_panel(path, config.repos_limit)
     splits = make_splits(
