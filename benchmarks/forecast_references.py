@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/forecast_references.py [--config configs/forecast/full.yaml]
 
-Prints the overall MASE of the Naive forecast and of the mean / median of the last k months
-(k = 2, 3, 6, 12) on the validation cutoffs, scored like the backtest: the yardstick the
-recipe's settings were chosen against (BENCHMARKS.md, "## Forecast: what the table shows").
+Prints the overall MASE of the Naive forecast, of the mean / median of the last k months
+(k = 2, 3, 6, 12) and of statsforecast's Theta (the recipes' base; seconds) on the validation
+cutoffs, scored like the backtest: the yardstick the recipe's settings were chosen against
+(BENCHMARKS.md, "## Forecast: what the table shows").
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from towerkit.forecast.backtest import MethodForecast, build_rows, score
+from towerkit.forecast.backtest import MethodForecast, baseline_forecasts, build_rows, score
 from towerkit.forecast.data import table_path
 from towerkit.forecast.dataset import read_panel
 from towerkit.forecast.recipe import default_config_path, load_recipe
@@ -42,6 +43,8 @@ def main() -> None:
         mean = mase(np.array([h[-k:].mean() for h in rows.histories]))
         median = mase(np.array([np.median(h[-k:]) for h in rows.histories]))
         print(f"last {k} months: mean {mean:.4f}, median {median:.4f}")
+    theta, _ = baseline_forecasts(panel, rows, ["Theta"], c.horizon)
+    print(f"Theta: {score(rows, theta['Theta'], c.targets)['overall']['mase']:.4f}")
 
 
 if __name__ == "__main__":
