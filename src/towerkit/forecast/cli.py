@@ -182,8 +182,9 @@ def predict_command(
     """The next 3 months of each target with p10..p90: a table, a JSON file and a PNG."""
     import dataclasses
 
+    from towerkit.core.io import write_json_atomic
     from towerkit.forecast.data import load_data
-    from towerkit.forecast.predict import forecast_repo, write_forecast_json
+    from towerkit.forecast.predict import forecast_repo
     from towerkit.forecast.recipe import load_forecaster
 
     if out is not None and out.suffix.lower() != ".png":
@@ -211,4 +212,6 @@ def predict_command(
         table.add_row(name, *(forecast.cell(h, t) for h in range(len(forecast.months))))
     console.print(table)
     console.print(f"plot: {forecast.png}")
-    console.print(f"json: {write_forecast_json(forecast, loaded.label, png.with_suffix('.json'))}")
+    json_path = png.with_suffix(".json")
+    write_json_atomic(json_path, forecast.to_json(loaded.label))
+    console.print(f"json: {json_path}")

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from towerkit.core.errors import TowerkitError
-from towerkit.core.io import write_json_atomic
 from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.model import DualTowerForecaster
@@ -106,8 +105,3 @@ def forecast_repo(
     png = history_forecast_png(p, r, data.target_idx, months, raw, quantiles, out)
     targets = [p.features[i] for i in data.target_idx]
     return RepoForecast(repo, p.label(p.end), months, targets, quantiles, raw, png)
-
-
-def write_forecast_json(forecast: RepoForecast, model: str, path: Path) -> Path:
-    write_json_atomic(path, forecast.to_json(model))
-    return path
