@@ -1,5 +1,6 @@
 """``forecast predict``: a target the repository has no history of is reported as such (not a
-forecast of 0), the JSON file holds the table's numbers, and a mistyped name gets suggestions."""
+forecast of 0), the JSON file holds the table's numbers, a mistyped name gets suggestions, and
+several repositories at once give the same numbers as one at a time, in a CSV."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from towerkit.cli import main
 from towerkit.core.errors import TowerkitError
 from towerkit.forecast.dataset import Panel
-from towerkit.forecast.predict import find_repo, forecast_repo
+from towerkit.forecast.predict import find_repo, forecast_repo, forecast_repos
 
 
 def test_find_repo_suggests_the_closest_names(panel: Panel) -> None:
@@ -122,3 +123,80 @@ def test_predict_from_another_corpus(
     capsys.readouterr()
     assert main([*args[:-1], str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")]) == 2
     assert "--corpus" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_a_batch_equals_one_repository_at_a_time(trained: Any, tmp_path: Path) -> None:
+    repos = ["zeta/tool", "acme/rocket", "acme/widget"]
+    batch = forecast_repos(trained.model, trained.data, repos)
+    assert [f.repo for f in batch] == repos
+    p = trained.data.panel
+    for f in batch:
+        alone = forecast_repo(trained.model, trained.data, f.repo, tmp_path / "one.png")
+        np.testing.assert_allclose(f.raw, alone.raw, rtol=1e-5, equal_nan=True)
+        r = p.repos.index(f.repo)
+        for t, feature in enumerate(trained.data.target_idx):
+            before = p.values[r, p.end - 2 : p.end + 1, feature].sum()
+            expected = f.raw[:, t, 1].sum() / before - 1 if f.known(t) else np.nan
+            np.testing.assert_allclose(f.change(t), expected, rtol=1e-9, equal_nan=True)
+    assert batch[0].change_cell(batch[0].targets.index("issues_new")) == "no history"
+    assert forecast_repos(trained.model, trained.data, []) == []
+
+
+def test_predict_several_writes_a_csv_sorted_by_change(
+    trained: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pandas as pd
+
+    from towerkit.forecast import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)
+    run = str(trained.run_dir)
+    csv = tmp_path / "many" / "all.csv"
+    args = ["forecast", "predict", run, "--all", "--out", str(csv), "--sort", "stars"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    frame = pd.read_csv(csv)
+    assert list(frame.columns) == [
+        *("repo", "model", "cutoff", "target", "month", "p10", "p50", "p90", "change")
+    ]
+    assert len(frame) == 3 * 6 * 3 and set(frame["cutoff"]) == {"2021-12"}
+    batch = forecast_repos(trained.model, trained.data, sorted(set(frame["repo"])))
+    stars = batch[0].targets.index("stars")
+    order = [f.repo for f in sorted(batch, key=lambda f: -f.change(stars))]
+    assert list(dict.fromkeys(frame["repo"])) == order  # largest rise in stars first
+    for f in batch:
+        rows = frame[(frame["repo"] == f.repo) & (frame["target"] == "stars")]
+        np.testing.assert_allclose(rows[["p10", "p50", "p90"]].to_numpy(), f.raw[:, stars], 1e-5)
+        assert rows["change"].to_numpy() == pytest.approx([f.change(stars)] * 3)
+        assert (csv.parent / f"{f.repo.replace('/', '_')}.png").stat().st_size > 1000
+    no_issues = frame[(frame["repo"] == "zeta/tool") & (frame["target"] == "issues_new")]
+    assert no_issues[["p10", "p50", "p90", "change"]].isna().all().all()
+    assert printed.index(order[0]) < printed.index(order[1]) < printed.index(order[2])
+    assert "no history" in printed and f"csv: {csv}" in printed
+
+    two = tmp_path / "two" / "f.csv"
+    common = ["forecast", "predict", run, "--repo", "acme/rocket", "--repo", "zeta/tool"]
+    assert main([*common, "--out", str(two), "--no-plots"]) == 0
+    assert set(pd.read_csv(two)["repo"]) == {"acme/rocket", "zeta/tool"}
+    assert not list(two.parent.glob("*.png"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "expected --repo owner/name (repeatable) or --all, not both"),
+        (["--all", "--repo", "zeta/tool"], "expected --repo owner/name"),
+        (["--all", "--out", "x.png"], "--out x.png: expected a .csv path"),
+        (["--all", "--sort", "forks"], "--sort forks: not a target of the model (expected one"),
+    ],
+)
+def test_predict_several_rejects_bad_arguments(
+    trained: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "bad.csv"
+    args = ["forecast", "predict", str(trained.run_dir), *extra]
+    assert main(args if "--out" in extra else [*args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -7,6 +7,7 @@ A MODEL is a registry reference (``forecast-dualtower``, ``forecast-dualtower@pr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,6 +15,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from towerkit.core.errors import TowerkitError
+
+if TYPE_CHECKING:
+    from towerkit.forecast.data import ForecastData
+    from towerkit.forecast.recipe import LoadedForecaster
 
 app = typer.Typer(no_args_is_help=True, help=__doc__.split("\n\n")[0] if __doc__ else None)
 console = Console(soft_wrap=True)
@@ -167,42 +172,69 @@ def evaluate_command(
 @app.command("predict")
 def predict_command(
     model: str = typer.Argument(..., help="registry reference or run directory"),
-    repo: str = typer.Option(..., "--repo", help="owner/name"),
+    repos: list[str] | None = typer.Option(
+        None, "--repo", help="owner/name; repeat it for several repositories"
+    ),
+    all_repos: bool = typer.Option(
+        False, "--all", help="every repository of the corpus with enough history"
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="PNG path (default <run>/predict/<owner>_<name>.png); the JSON goes beside it",
+        help="one repository: the PNG (default <run>/predict/<owner>_<name>.png), the JSON goes "
+        "beside it; several: the CSV (default <run>/predict/forecasts.csv), a PNG each beside it",
     ),
     corpus: Path | None = typer.Option(
         None,
         "--corpus",
         help="forecast from this corpus folder (e.g. what fetch cached) instead of the model's",
     ),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="with several: a PNG each"),
+    sort: str | None = typer.Option(
+        None, "--sort", help="with several: order by this target's change, largest rise first"
+    ),
 ) -> None:
-    """The next 3 months of each target with p10..p90: a table, a JSON file and a PNG."""
+    """The next 3 months of each target with p10..p90: a table, a JSON file and a PNG for one
+    repository; a table of changes, a CSV and a PNG each for several (--repo ... --repo, --all)."""
     import dataclasses
 
-    from towerkit.core.io import write_json_atomic
     from towerkit.forecast.data import load_data
-    from towerkit.forecast.predict import forecast_repo
+    from towerkit.forecast.predict import forecastable
     from towerkit.forecast.recipe import load_forecaster
 
-    if out is not None and out.suffix.lower() != ".png":
-        raise TowerkitError(f"--out {out}: expected a .png path")
+    if bool(repos) == all_repos:
+        raise TowerkitError("predict: expected --repo owner/name (repeatable) or --all, not both")
+    several = all_repos or len(repos or []) > 1
+    suffix = ".csv" if several else ".png"
+    if out is not None and out.suffix.lower() != suffix:
+        raise TowerkitError(f"--out {out}: expected a {suffix} path")
     if corpus is not None and not corpus.is_dir():
         raise TowerkitError(f"--corpus {corpus}: not a folder (expected owner/name/<metric>.json)")
     loaded = load_forecaster(model)
     data_config = loaded.config.data
     if corpus is not None:  # its own Parquet table, every repository in it
         data_config = dataclasses.replace(data_config, corpus=str(corpus), table="", repos_limit=0)
-    data = load_data(
-        data_config,
-        loaded.config.encoder,
-        progress=False,
-        windows=False,
-        base=loaded.model.config.base,
-    )
-    png = out or (loaded.run_dir or Path(".")) / "predict" / f"{repo.replace('/', '_')}.png"
+    base = loaded.model.config.base
+    data = load_data(data_config, loaded.config.encoder, progress=False, windows=False, base=base)
+    folder = (loaded.run_dir or Path(".")) / "predict"
+    if not several:
+        (repo,) = repos or []
+        _predict_one(loaded, data, repo, out or folder / f"{repo.replace('/', '_')}.png")
+        return
+    names = forecastable(data) if all_repos else list(repos or [])
+    if sort is not None and sort not in loaded.config.data.targets:
+        targets = ", ".join(loaded.config.data.targets)
+        raise TowerkitError(f"--sort {sort}: not a target of the model (expected one of {targets})")
+    _predict_many(loaded, data, names, out or folder / "forecasts.csv", plots, sort)
+    if all_repos and len(names) < len(data.panel.repos):
+        skipped = len(data.panel.repos) - len(names)
+        console.print(f"skipped {skipped}: fewer than {data_config.min_history} months of history")
+
+
+def _predict_one(loaded: LoadedForecaster, data: ForecastData, repo: str, png: Path) -> None:
+    from towerkit.core.io import write_json_atomic
+    from towerkit.forecast.predict import forecast_repo
+
     forecast = forecast_repo(loaded.model, data, repo, png)
     table = Table(title=f"{repo}: forecast by {loaded.label} from {forecast.last_month}")
     table.add_column("target")
@@ -215,3 +247,40 @@ def predict_command(
     json_path = png.with_suffix(".json")
     write_json_atomic(json_path, forecast.to_json(loaded.label))
     console.print(f"json: {json_path}")
+
+
+def _predict_many(
+    loaded: LoadedForecaster,
+    data: ForecastData,
+    repos: list[str],
+    csv: Path,
+    plots: bool,
+    sort: str | None,
+) -> None:
+    import math
+
+    from rich.progress import Progress
+
+    from towerkit.core.io import atomic_path
+    from towerkit.forecast.predict import forecast_repos, forecasts_frame, plot_forecast
+
+    forecasts = forecast_repos(loaded.model, data, repos)
+    if sort is not None:
+        t = forecasts[0].targets.index(sort)
+        # largest rise first; no history or no known past (NaN) last
+        forecasts.sort(key=lambda f: -f.change(t) if not math.isnan(f.change(t)) else math.inf)
+    with atomic_path(csv) as tmp:
+        forecasts_frame(forecasts, loaded.label).to_csv(tmp, index=False)
+    if plots:
+        with Progress(console=console, transient=True) as bar:
+            for f in bar.track(forecasts, description="plots"):
+                plot_forecast(data, f, csv.parent / f"{f.repo.replace('/', '_')}.png")
+    months = f"{forecasts[0].months[0]}..{forecasts[0].months[-1]}"
+    table = Table(title=f"p50 over {months} vs the 3 months before, by {loaded.label}")
+    table.add_column("repository")
+    for name in forecasts[0].targets:
+        table.add_column(name, justify="right")
+    for f in forecasts:
+        table.add_row(f.repo, *(f.change_cell(t) for t in range(len(f.targets))))
+    console.print(table)
+    console.print(f"csv: {csv}" + (" (and a PNG per repository beside it)" if plots else ""))

@@ -42,9 +42,8 @@ def run_demo(out_dir: Path) -> list[DemoSection]:
         np.flatnonzero(history >= result.config.data.min_history), key=lambda r: activity[r]
     )
     repo = panel.repos[int(busiest)]
-    png = forecast_repo(
-        result.model, result.data, repo, result.run_dir / "predict" / "example.png"
-    ).png
+    png = result.run_dir / "predict" / "example.png"
+    forecast_repo(result.model, result.data, repo, png)
     notes = [f"data: {result.data.description}", f"backtest table: {backtest.files[0]}"]
     if "dual tower" in backtest.ratios:
         ratio = backtest.ratios["dual tower"]

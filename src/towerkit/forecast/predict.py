@@ -1,13 +1,15 @@
-"""``predict``: one repository's next months with p10..p90, as a table, a JSON file and a PNG."""
+"""``predict``: the next months of one or many repositories with p10..p90 (table, JSON, CSV, PNG)."""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from towerkit.core.errors import TowerkitError
 from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
@@ -24,7 +26,17 @@ class RepoForecast:
     targets: list[str]
     quantiles: list[float]
     raw: np.ndarray  # (H, T, Q) in the metrics' own units; NaN for a target with no history
-    png: Path
+    png: Path | None = None
+    recent: np.ndarray | None = None  # (H, T): the last H known months, to compare with
+
+    def change(self, target: int) -> float:
+        """The p50's sum over the horizon against the last ``H`` months' sum, minus 1 (0.25:
+        a quarter more); NaN without history or where those months sum to 0."""
+        if self.recent is None or not self.known(target):
+            return float("nan")
+        before = float(np.sum(self.recent[:, target]))
+        after = float(np.sum(self.raw[:, target, self.quantiles.index(0.5)]))
+        return after / before - 1 if before > 0 and np.isfinite(before) else float("nan")
 
     def known(self, target: int) -> bool:
         return bool(np.isfinite(self.raw[:, target]).all())
@@ -37,6 +49,13 @@ class RepoForecast:
         values = self.raw[horizon, target]
         lo, mid, hi = (values[levels.index(q)] for q in (0.1, 0.5, 0.9))
         return f"{mid:.1f} [{lo:.1f}, {hi:.1f}]"
+
+    def change_cell(self, target: int) -> str:
+        """The change as ``+12%``; ``no history``, or ``n/a`` where the last months were 0."""
+        change = self.change(target)
+        if not self.known(target):
+            return "no history"
+        return "n/a" if np.isnan(change) else f"{change:+.0%}"
 
     def to_json(self, model: str) -> dict[str, Any]:
         """Per target ``{"p10": [...], "p50": [...], "p90": [...]}`` (one value a month), or
@@ -80,28 +99,75 @@ def find_repo(panel: Panel, repo: str, repos_limit: int = 0) -> int:
     raise TowerkitError(f"--repo {repo!r}: not in the dataset; {hint}")
 
 
+def forecastable(data: ForecastData) -> list[str]:
+    """The repositories with at least ``min_history`` months by the corpus's last month."""
+    p = data.panel
+    return [
+        name for r, name in enumerate(p.repos) if p.end - p.first[r] + 1 >= data.config.min_history
+    ]
+
+
+def forecast_repos(
+    model: DualTowerForecaster, data: ForecastData, repos: Sequence[str]
+) -> list[RepoForecast]:
+    """The next ``horizon`` months after the corpus's end of each repository, in one batch. A
+    target whose metric is unknown at the last month (OpenDigger has no file for it, e.g.
+    issues of a repository that tracks them elsewhere) is NaN, not a forecast of 0."""
+    from towerkit.forecast.data import pair_windows, text_for
+
+    p, c = data.panel, data.config
+    rows = [find_repo(p, repo, c.repos_limit) for repo in repos]
+    for repo, r in zip(repos, rows, strict=True):
+        if p.end - p.first[r] + 1 < c.min_history:
+            raise TowerkitError(f"--repo {repo!r}: fewer than {c.min_history} months of history")
+    if not rows:
+        return []
+    pairs = np.array([[r, p.end] for r in rows])
+    arrays = pair_windows(p, pairs, c, data.target_idx, data.base)
+    window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
+    raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx), 0, None)
+    months = [p.label(p.end + h + 1) for h in range(raw.shape[1])]
+    targets = [p.features[i] for i in data.target_idx]
+    recent = p.values[:, p.end - raw.shape[1] + 1 : p.end + 1][:, :, data.target_idx]
+    out = []
+    for i, r in enumerate(rows):
+        raw[i][:, np.isnan(p.values[r, p.end, data.target_idx])] = np.nan
+        quantiles = list(model.config.quantiles)
+        args = (p.repos[r], p.label(p.end), months, targets, quantiles, raw[i])
+        out.append(RepoForecast(*args, recent=recent[r]))
+    return out
+
+
+def plot_forecast(data: ForecastData, forecast: RepoForecast, out: Path) -> Path:
+    """The PNG of the repository's history, p50 and p10..p90 band at ``out``."""
+    p = data.panel
+    r = p.repos.index(forecast.repo)
+    args = (forecast.months, forecast.raw, forecast.quantiles, out)
+    forecast.png = history_forecast_png(p, r, data.target_idx, *args)
+    return forecast.png
+
+
 def forecast_repo(
     model: DualTowerForecaster, data: ForecastData, repo: str, out: Path
 ) -> RepoForecast:
-    """The next ``horizon`` months after the corpus's end, and the PNG of history and forecast
-    at ``out``. A target whose metric is unknown at the last month (OpenDigger has no file for
-    it, e.g. issues of a repository that tracks them elsewhere) is NaN, not a forecast of 0."""
-    from towerkit.forecast.data import pair_windows, text_for
+    """One repository's forecast (:func:`forecast_repos`) and its PNG at ``out``."""
+    (forecast,) = forecast_repos(model, data, [repo])
+    plot_forecast(data, forecast, out)
+    return forecast
 
-    p = data.panel
-    r = find_repo(p, repo, data.config.repos_limit)
-    if p.end - p.first[r] + 1 < data.config.min_history:
-        raise TowerkitError(
-            f"--repo {repo!r}: fewer than {data.config.min_history} months of history"
-        )
-    pairs = np.array([[r, p.end]])
-    arrays = pair_windows(p, pairs, data.config, data.target_idx, data.base)
-    window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
-    raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx)[0], 0, None)
-    unknown = np.isnan(p.values[r, p.end, data.target_idx])
-    raw[:, unknown] = np.nan
-    months = [p.label(p.end + h + 1) for h in range(raw.shape[0])]
-    quantiles = list(model.config.quantiles)
-    png = history_forecast_png(p, r, data.target_idx, months, raw, quantiles, out)
-    targets = [p.features[i] for i in data.target_idx]
-    return RepoForecast(repo, p.label(p.end), months, targets, quantiles, raw, png)
+
+def forecasts_frame(forecasts: Sequence[RepoForecast], model: str) -> pd.DataFrame:
+    """One row per repository, target and month: ``p10``, ``p50``, ``p90`` (empty where the
+    repository has no history of the target) and ``change``, the p50's sum over the horizon
+    against the last ``horizon`` known months' (the same for each month of a target)."""
+    rows = []
+    for f in forecasts:
+        for t, target in enumerate(f.targets):
+            change = f.change(t)
+            for h, month in enumerate(f.months):
+                levels = {f"p{round(q * 100)}": f.raw[h, t, k] for k, q in enumerate(f.quantiles)}
+                rows.append(
+                    {"repo": f.repo, "model": model, "cutoff": f.last_month, "target": target}
+                    | {"month": month, **levels, "change": change}
+                )
+    return pd.DataFrame(rows)
