@@ -13,6 +13,7 @@ from towerkit.forecast.backtest import (
     baseline_forecasts,
     build_rows,
     mase_ratio,
+    per_horizon,
     score,
 )
 from towerkit.forecast.client import read_repo_list
@@ -113,3 +114,22 @@ def test_one_repository_has_a_ratio_but_no_interval() -> None:
     ]
     assert found.ratio == pytest.approx(overall[0] / overall[1])
     assert np.isnan(found.low) and np.isnan(found.high) and "no interval" in str(found)
+
+
+def test_per_horizon_months_average_to_the_overall_scores() -> None:
+    rows = _synthetic_rows(10, 4)
+    last = np.array([h[-1] for h in rows.histories])
+    # the band is right in month 1 only, and the point misses by 1, 2, 3 units in months 1..3
+    point = last[:, None] + np.array([1.0, 2.0, 3.0])
+    band = np.stack([point - 50, point, point + 50], axis=-1)
+    band[:, 1:, 0], band[:, 1:, 2] = 1e9, 2e9
+    forecast = MethodForecast("m", band)
+    found = per_horizon(rows, forecast)
+    overall = score(rows, forecast, ["t"])["overall"]
+    assert np.mean(found["mase"]) == pytest.approx(overall["mase"])
+    assert np.mean(found["coverage"]) == pytest.approx(overall["coverage"])
+    scales = np.array([np.abs(np.diff(h)).mean() for h in rows.histories])
+    for h in range(3):
+        expected = np.mean(np.abs(rows.truth[:, h] - point[:, h]) / scales)
+        assert found["mase"][h] == pytest.approx(expected)
+    assert found["coverage"][1:] == [0.0, 0.0] and found["coverage"][0] == 1.0

@@ -157,6 +157,12 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     )
     assert 0.0 <= scores["dual tower"]["overall"]["coverage"] <= 1.0
     assert (backtest.parent / "plots" / "mase_stars.png").stat().st_size > 1000
+    by_month = report["per_horizon"]["dual tower"]
+    assert len(by_month["mase"]) == len(by_month["coverage"]) == 3
+    assert sum(by_month["mase"]) / 3 == pytest.approx(scores["dual tower"]["overall"]["mase"])
+    assert "## MASE (p10..p90 coverage) per horizon month" in markdown
+    assert "MASE (p10..p90 coverage) per horizon month" in out
+    assert (backtest.parent / "plots" / "mase_by_horizon.png").stat().st_size > 1000
     assert (
         main(["forecast", "predict", "forecast-dualtower", "--repo", "AdguardTeam/AdguardFilters"])
         == 0

@@ -197,6 +197,15 @@ def mase_ratio(
     return RatioInterval(value, float(interval.low), float(interval.high), level, len(sums[0]))
 
 
+def per_horizon(rows: EvalRows, forecast: MethodForecast) -> dict[str, list[float]]:
+    """Each horizon month's MASE and p10..p90 coverage over all rows; the mean of the MASEs is
+    the overall MASE (a row's MASE is the mean of its months' scaled errors)."""
+    scaled = np.abs(rows.truth - forecast.point) / naive_scales(rows)[:, None]
+    q = forecast.quantiles
+    covered = (rows.truth >= q[..., 0]) & (rows.truth <= q[..., 2])
+    return {"mase": scaled.mean(axis=0).tolist(), "coverage": covered.mean(axis=0).tolist()}
+
+
 def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:
     """Mean MASE per cutoff for one target (for the per-target plot)."""
     per_row = row_mase(rows, forecast)

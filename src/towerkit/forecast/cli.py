@@ -140,7 +140,7 @@ def evaluate_command(
     """Rolling-origin backtest on the test cutoffs beside the statsforecast baselines."""
     from towerkit.core.config import load_config
     from towerkit.forecast.data import load_data
-    from towerkit.forecast.evaluation import METRICS, run_backtest
+    from towerkit.forecast.evaluation import METRICS, horizon_cells, run_backtest
     from towerkit.forecast.recipe import ForecastRecipeConfig, load_forecaster
 
     loaded = load_forecaster(model)
@@ -163,6 +163,14 @@ def evaluate_command(
     for method, scores in sorted(result.scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
         table.add_row(method, *(f"{scores['overall'][k]:.4f}" for k in METRICS))
     console.print(table)
+    months = len(next(iter(result.horizons.values()))["mase"])
+    by_month = Table(title="MASE (p10..p90 coverage) per horizon month")
+    by_month.add_column("method")
+    for h in range(months):
+        by_month.add_column(f"month {h + 1}", justify="right")
+    for method in sorted(result.scores, key=lambda n: result.scores[n]["overall"]["mase"]):
+        by_month.add_row(method, *horizon_cells(result.horizons[method]))
+    console.print(by_month)
     for name, ratio in sorted(result.ratios.items(), key=lambda kv: kv[1].ratio):
         console.print(f"MASE {name} / {result.reference}: {ratio}")
     for path in result.files:

@@ -17,11 +17,12 @@ from towerkit.forecast.backtest import (
     build_rows,
     mase_ratio,
     model_forecast,
+    per_horizon,
     score,
 )
 from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
 from towerkit.forecast.model import DualTowerForecaster
-from towerkit.forecast.plots import mase_by_cutoff_png
+from towerkit.forecast.plots import mase_by_cutoff_png, mase_by_horizon_png
 from towerkit.forecast.recipe import ForecastRecipeConfig
 
 METRICS = ("mase", "smape", "mae", "pinball", "coverage")
@@ -37,6 +38,7 @@ class Backtest:
     files: list[Path] = field(default_factory=list)
     reference: str = ""  # the full-set baseline with the lowest overall MASE
     ratios: dict[str, RatioInterval] = field(default_factory=dict)  # model -> MASE / reference
+    horizons: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> per h
 
     def overall(self, method: str) -> dict[str, float]:
         return self.scores[method]["overall"]
@@ -94,6 +96,7 @@ def run_backtest(
     targets = config.data.targets
     full = {n: f for n, f in forecasts.items() if not np.isnan(f.quantiles).any()}
     result = Backtest(rows, forecasts, {n: score(rows, f, targets) for n, f in full.items()})
+    result.horizons = {n: per_horizon(rows, f) for n, f in full.items()}
     if sample is not None:
         result.sample_scores = {n: score(rows, f, targets, sample) for n, f in forecasts.items()}
     _add_ratios(result, config.eval.baselines)
@@ -139,6 +142,24 @@ def _table(scores: dict[str, dict[str, dict[str, float]]], group: str) -> list[s
     return lines
 
 
+def horizon_cells(by_month: dict[str, list[float]]) -> list[str]:
+    """``MASE (coverage)`` of each horizon month."""
+    pairs = zip(by_month["mase"], by_month["coverage"], strict=True)
+    return [f"{mase:.3f} ({coverage:.3f})" for mase, coverage in pairs]
+
+
+def _horizon_table(result: Backtest) -> list[str]:
+    months = len(next(iter(result.horizons.values()))["mase"])
+    lines = [
+        "## MASE (p10..p90 coverage) per horizon month",
+        "| method | " + " | ".join(f"month {h + 1}" for h in range(months)) + " |",
+        "|---" * (months + 1) + "|",
+    ]
+    for method, by_h in sorted(result.horizons.items(), key=lambda kv: np.mean(kv[1]["mase"])):
+        lines.append(f"| {method} | " + " | ".join(horizon_cells(by_h)) + " |")
+    return lines
+
+
 def _target_table(scores: dict[str, dict[str, dict[str, float]]], targets: list[str]) -> list[str]:
     lines = ["| method | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|"]
     for method, by_group in sorted(scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
@@ -161,6 +182,8 @@ def write_report(
         "",
         "## MASE per target",
         *_target_table(result.scores, targets),
+        "",
+        *_horizon_table(result),
         *_ratio_lines(result),
     ]
     if result.sample_scores:
@@ -180,6 +203,7 @@ def write_report(
             "seconds": result.seconds,
             "reference": result.reference,
             "ratios": {n: asdict(r) for n, r in result.ratios.items()},
+            "per_horizon": result.horizons,
         },
     )
     plots = [
@@ -188,4 +212,5 @@ def write_report(
         )
         for t, name in enumerate(targets)
     ]
-    return [md, js, *plots]
+    horizon_png = mase_by_horizon_png(result.horizons, out_dir / "plots" / "mase_by_horizon.png")
+    return [md, js, *plots, horizon_png]

@@ -53,6 +53,24 @@ def mase_by_cutoff_png(
     return _save(fig, path)
 
 
+def mase_by_horizon_png(horizons: Mapping[str, Mapping[str, Sequence[float]]], path: Path) -> Path:
+    """Each method's MASE and p10..p90 coverage per horizon month, side by side."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for method, by_h in horizons.items():
+        months = range(1, len(by_h["mase"]) + 1)
+        style = "-" if method.startswith("dual tower") else "--"
+        left.plot(months, by_h["mase"], style, marker="o", ms=3, label=method)
+        right.plot(months, by_h["coverage"], style, marker="o", ms=3, label=method)
+    left.set_title("MASE per horizon month")
+    right.set_title("p10..p90 coverage per horizon month (nominal 0.8)")
+    right.axhline(0.8, color="grey", lw=0.8)
+    for ax in (left, right):
+        ax.set_xlabel("months after the cutoff")
+        ax.set_xticks(list(months))
+    left.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def history_forecast_png(
     panel: Panel,
     repo: int,
