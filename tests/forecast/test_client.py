@@ -1,5 +1,6 @@
 """The OpenDigger client against a local http.server serving OpenDigger-format files: found,
-missing (404), malformed, and a transient 503 that a retry fixes; plus the legacy layout."""
+missing (404), malformed, and a transient 503 that a retry fixes; plus the legacy layout, and
+repositories' abouts from a GitHub-API-shaped route (found, missing, malformed, rate-limited)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ FILES = {
     "/github/acme/widget/activity.json": '{"2021-01": ',  # malformed JSON
     "/github/acme/widget/stars.json": json.dumps({"2021-01": "lots"}),  # malformed value
     "/open_digger/github/old/layout/activity.json": json.dumps({"2020-05": 1}),
+    "/repos/acme/rocket": json.dumps(
+        {
+            "full_name": "acme/rocket",
+            "description": "Rockets for everyone",
+            "topics": ["space", "rust"],
+            "language": "Rust",
+            "archived": True,  # state that changes with time: never cached
+            "stargazers_count": 12,
+        }
+    ),
+    "/repos/acme/widget": "<html>a login page</html>",  # malformed
+    "/repos/zeta/tool": json.dumps({"full_name": "zeta/tool", "description": None}),
 }
 
 
@@ -27,12 +40,20 @@ class Server:
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}
         self.flaky = {"/github/acme/rocket/stars.json": 2}  # 503 twice, then the file
+        self.headers: dict[str, dict[str, str]] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.hits[self.path] = server.hits.get(self.path, 0) + 1
-                if server.flaky.get(self.path, 0) >= server.hits[self.path]:
+                server.headers[self.path] = dict(self.headers)
+                if self.path == "/repos/limited/repo":  # GitHub's primary rate limit
+                    self.send_response(403)
+                    self.send_header("X-RateLimit-Remaining", "0")
+                    self.send_header("X-RateLimit-Reset", "1767225600")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif server.flaky.get(self.path, 0) >= server.hits[self.path]:
                     self.send_error(503)
                 elif self.path in FILES:
                     body = FILES[self.path].encode()
@@ -105,3 +126,31 @@ def test_bad_repository_names() -> None:
     for bad in ("acme", "acme/rocket/x", "../etc", "acme/.."):
         with pytest.raises(TowerkitError, match="expected owner/name"):
             check_repo(bad)
+
+
+def test_fetch_about_from_the_github_api(server: Server, tmp_path: Path) -> None:
+    repos = ["acme/rocket", "acme/widget", "zeta/tool", "acme/gone", "limited/repo"]
+    config = ClientConfig(server.url, retries=2, backoff_s=0.0)
+    report = fetch_corpus(
+        repos, tmp_path, config, [], about=server.url, token="t0k3n", progress=False
+    )
+    assert report.fetched == 2 and report.missing == [("acme/gone", "about")]
+    assert dict(report.malformed) == {f"{server.url}/repos/acme/widget": "not valid JSON"}
+    (url, reason), *_ = report.failed
+    assert url == f"{server.url}/repos/limited/repo" and len(report.failed) == 1
+    assert reason.startswith("HTTP 403: rate limit reached until 1767225600")
+    assert "set GITHUB_TOKEN" in reason
+    assert server.hits["/repos/limited/repo"] == 1  # a rate limit is not retried at once
+    # only the about's keys are kept: no time-varying state such as archived or stars
+    assert json.loads((tmp_path / "acme/rocket/about.json").read_text()) == {
+        "description": "Rockets for everyone",
+        "topics": ["space", "rust"],
+        "language": "Rust",
+    }
+    assert json.loads((tmp_path / "zeta/tool/about.json").read_text())["description"] == ""
+    sent = server.headers["/repos/acme/rocket"]
+    assert sent["Authorization"] == "Bearer t0k3n" and sent["User-Agent"] == "towerkit-forecast"
+    saved = (tmp_path / "fetch_report.json").read_text()
+    assert "t0k3n" not in saved and json.loads(saved)["about_api"] == server.url
+    again = fetch_corpus(repos[:1], tmp_path, config, [], about=server.url, progress=False)
+    assert again.cached == 1 and server.hits["/repos/acme/rocket"] == 1

@@ -67,3 +67,42 @@ def test_each_corpus_has_its_own_prepared_table(
     assert table_path(again) == shared
     own = ForecastDataConfig(table=str(tmp_path / "t.parquet"))
     assert table_path(own) == tmp_path / "t.parquet"
+
+
+def test_an_about_file_reaches_the_profile_text(corpus: Path, tmp_path: Path) -> None:
+    from towerkit.forecast.text import describe_profile
+
+    before = read_panel(
+        write_table(
+            *build_table(corpus, read_repo_list(corpus), progress=False), tmp_path / "a.parquet"
+        )
+    )
+    about = {"description": "Rockets for everyone.", "topics": ["space"], "language": "Rust"}
+    (corpus / "acme/rocket/about.json").write_text(json.dumps(about))
+    (corpus / "zeta/tool/about.json").write_text(json.dumps({"topics": "space"}))  # malformed
+    table, report = build_table(corpus, read_repo_list(corpus), progress=False)
+    assert any(
+        "zeta/tool/about.json: 'topics' must be a list of strings" in line
+        for line in report.malformed
+    )
+    assert report.summary().startswith("3 repositories, 1 with an about, ")
+    panel = read_panel(write_table(table, report, tmp_path / "b.parquet"))
+    rocket, tool = panel.repos.index("acme/rocket"), panel.repos.index("zeta/tool")
+    assert panel.about[rocket] == "Rockets for everyone; topics space; written in Rust"
+    assert panel.about[tool] == "" and panel.about == [
+        "Rockets for everyone; topics space; written in Rust",
+        "",
+        "",
+    ]
+    cutoff = panel.end
+    assert describe_profile(panel, rocket, cutoff) == (
+        "acme/rocket: Rockets for everyone; topics space; written in Rust. "
+        "With contributors from acme.io"
+    )
+    # without an about the text is what it was before abouts existed
+    assert describe_profile(panel, tool, cutoff) == describe_profile(before, tool, cutoff)
+    assert describe_profile(before, rocket, cutoff) == "acme/rocket with contributors from acme.io"
+    # a table prepared before the about column existed still reads, with no abouts
+    old = tmp_path / "old.parquet"
+    table.drop("about").write_parquet(old)
+    assert read_panel(old).about == ["", "", ""]

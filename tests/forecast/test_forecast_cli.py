@@ -24,6 +24,10 @@ def test_fetch_command_from_a_local_mirror(
     mirror = tmp_path / "mirror"
     (mirror / "github").mkdir(parents=True)
     (corpus / "acme").rename(mirror / "github" / "acme")
+    (mirror / "repos" / "acme").mkdir(parents=True)  # GitHub's GET /repos/acme/rocket
+    (mirror / "repos" / "acme" / "rocket").write_text(
+        json.dumps({"full_name": "acme/rocket", "description": "Rockets", "topics": ["space"]})
+    )
     handler = partial(SimpleHTTPRequestHandler, directory=str(mirror))
     handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -42,6 +46,9 @@ def test_fetch_command_from_a_local_mirror(
                 f"http://127.0.0.1:{httpd.server_address[1]}",
                 "--out",
                 str(out),
+                "--about",
+                "--github-api",
+                f"http://127.0.0.1:{httpd.server_address[1]}",
             ]
         )
     finally:
@@ -53,6 +60,9 @@ def test_fetch_command_from_a_local_mirror(
     assert json.loads((out / "acme/rocket/stars.json").read_text())
     report = json.loads((out / "fetch_report.json").read_text())
     assert "bus_factor" in report["missing"]["acme/rocket"]
+    assert "about" in report["missing"]["acme/widget"]  # 404: GitHub has none
+    about = json.loads((out / "acme/rocket/about.json").read_text())
+    assert about == {"description": "Rockets", "topics": ["space"], "language": ""}
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,6 +111,10 @@ def test_fetch_refuses_a_bad_base_url_an_empty_list_and_a_file_as_out(
     assert "--base-url 'notaurl': expected an http(s)://HOST/... or file:///DIR URL" in (
         capsys.readouterr().err
     )
+    assert main([*base, "--repos", str(repos), "--github-api", "http://x"]) == 2
+    assert "--github-api: only with --about" in capsys.readouterr().err
+    assert main([*base, "--repos", str(repos), "--about", "--github-api", "api.github.com"]) == 2
+    assert "--github-api 'api.github.com': expected an http(s)://HOST" in capsys.readouterr().err
     assert main([*base, "--repos", str(empty)]) == 2
     assert f"--repos {empty}: no owner/name lines" in capsys.readouterr().err
     assert main(["forecast", "fetch", "--repos", str(repos), "--out", str(repos)]) == 2

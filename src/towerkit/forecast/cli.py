@@ -51,13 +51,24 @@ def fetch_command(
     concurrency: int = typer.Option(8, help="requests in flight at once"),
     retries: int = typer.Option(3, help="retries of a transient failure, with exponential backoff"),
     refresh: bool = typer.Option(False, help="fetch files already in the cache again"),
+    about: bool = typer.Option(
+        False,
+        "--about",
+        help="also each repository's description, topics and language from the GitHub API "
+        "(about.json; read by the text tower; GITHUB_TOKEN raises the rate limit)",
+    ),
+    github_api: str = typer.Option(None, "--github-api", help="GitHub API base for --about"),
 ) -> None:
     """Fetch every repository's metric files into a cache; report what is missing."""
+    import os
+
     from towerkit.core.paths import towerkit_home
+    from towerkit.forecast.about import GITHUB_API
     from towerkit.forecast.client import (
         DEFAULT_BASE_URL,
         LEGACY_BASE_URL,
         ClientConfig,
+        check_url,
         fetch_corpus,
         read_repo_list,
     )
@@ -76,7 +87,11 @@ def fetch_command(
     names = read_repo_list(repos)
     if not names:
         raise TowerkitError(f"--repos {repos}: no owner/name lines (or repository folders) in it")
-    report = fetch_corpus(names, cache, config, refresh=refresh)
+    if github_api is not None and not about:
+        raise TowerkitError("--github-api: only with --about")
+    api = check_url(github_api or GITHUB_API, "--github-api") if about else None
+    token = os.environ.get("GITHUB_TOKEN") or None
+    report = fetch_corpus(names, cache, config, about=api, token=token, refresh=refresh)
     console.print(f"cache: {cache}")
     console.print(report.summary())
     for url, reason in report.malformed[:10]:

@@ -4,8 +4,10 @@ Files land in a cache folder laid out as ``<cache>/<owner>/<repo>/<metric>.json`
 the offline corpus, so ``prepare`` reads either). A file already cached is not fetched again.
 Transient failures (5xx, 429, timeouts, refused connections) are retried with exponential
 backoff; 404 means OpenDigger has no such file (it omits metrics that are all zero or unknown).
-Bodies that are not valid OpenDigger JSON are reported as malformed and never cached. The
-standard library's urllib is enough here (and reads ``file://`` bases too).
+Bodies that are not valid OpenDigger JSON are reported as malformed and never cached. With
+``about``, each repository's description, topics and language also come from the GitHub API
+(:mod:`towerkit.forecast.about`). The standard library's urllib is enough here (and reads
+``file://`` bases too).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.progress import Progress
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import atomic_path, write_json_atomic
+from towerkit.forecast.about import ABOUT_FILE, GITHUB_HEADERS, MalformedAbout, about_from_body
 from towerkit.forecast.parse import MalformedMetric, parse_metric
 
 DEFAULT_BASE_URL = "https://oss.open-digger.cn"
@@ -54,6 +57,16 @@ DEFAULT_METRICS = (
 Layout = Literal["current", "legacy"]
 
 
+def check_url(url: str, option: str) -> str:
+    """``url`` if it is an http(s)://HOST/... or file:///DIR URL, else a one-line error."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https", "file") or (
+        parsed.scheme != "file" and not parsed.netloc
+    ):
+        raise TowerkitError(f"{option} {url!r}: expected an http(s)://HOST/... or file:///DIR URL")
+    return url
+
+
 @dataclass
 class ClientConfig:
     base_url: str = DEFAULT_BASE_URL
@@ -68,13 +81,7 @@ class ClientConfig:
             raise TowerkitError(
                 "fetch: expected retries >= 0, concurrency >= 1, backoff >= 0 and timeout > 0"
             )
-        parsed = urllib.parse.urlsplit(self.base_url)
-        if parsed.scheme not in ("http", "https", "file") or (
-            parsed.scheme != "file" and not parsed.netloc
-        ):
-            raise TowerkitError(
-                f"--base-url {self.base_url!r}: expected an http(s)://HOST/... or file:///DIR URL"
-            )
+        check_url(self.base_url, "--base-url")
 
     def url(self, repo: str, metric: str) -> str:
         prefix = "/open_digger" if self.layout == "legacy" else ""
@@ -109,6 +116,19 @@ class _Transient(Exception):
     pass
 
 
+class _Refused(Exception):
+    """A refusal that retrying now will not fix (GitHub's rate limit): the file fails."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    repo: str
+    name: str  # a metric, or "about"
+    url: str
+    target: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 def check_repo(repo: str) -> str:
     parts = repo.strip().split("/")
     if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
@@ -116,10 +136,12 @@ def check_repo(repo: str) -> str:
     return "/".join(parts)
 
 
-def _get(url: str, timeout: float) -> bytes | None:
+def _get(url: str, timeout: float, headers: dict[str, str]) -> bytes | None:
     """The body, None for 404; _Transient for what a retry may fix."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as response:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as exc:
@@ -127,6 +149,11 @@ def _get(url: str, timeout: float) -> bytes | None:
             return None
         if exc.code == 429 or exc.code >= 500:
             raise _Transient(f"HTTP {exc.code}") from None
+        if exc.code == 403 and exc.headers.get("X-RateLimit-Remaining") == "0":
+            reset = exc.headers.get("X-RateLimit-Reset", "?")
+            raise _Refused(
+                f"HTTP 403: rate limit reached until {reset} (epoch seconds); set GITHUB_TOKEN"
+            ) from None
         raise TowerkitError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, FileNotFoundError):  # file:// base
@@ -136,14 +163,24 @@ def _get(url: str, timeout: float) -> bytes | None:
         raise _Transient(type(exc).__name__) from None
 
 
+def _checked(job: _Job, body: bytes) -> bytes:
+    """What to cache of a body: the metric file as it came, or the about's keys; raises
+    MalformedMetric / MalformedAbout / ValueError when it is not what it should be."""
+    if job.name == "about":
+        return about_from_body(body, job.url)
+    parse_metric(json.loads(body), job.name, job.url)
+    return body
+
+
 def _fetch_one(
-    config: ClientConfig, repo: str, metric: str, target: Path, sleep: Callable[[float], None]
+    job: _Job, config: ClientConfig, sleep: Callable[[float], None]
 ) -> tuple[str, str, int]:
     """('fetched' | 'missing' | 'malformed' | 'failed', detail, retries used)."""
-    url = config.url(repo, metric)
     for attempt in range(config.retries + 1):
         try:
-            body = _get(url, config.timeout_s)
+            body = _get(job.url, config.timeout_s, job.headers)
+        except _Refused as exc:
+            return "failed", str(exc), attempt
         except _Transient as exc:
             if attempt == config.retries:
                 return "failed", f"{exc} after {attempt + 1} attempts", attempt
@@ -152,15 +189,36 @@ def _fetch_one(
         if body is None:
             return "missing", "", attempt
         try:
-            parse_metric(json.loads(body), metric, url)
+            cached = _checked(job, body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return "malformed", "not valid JSON", attempt
-        except MalformedMetric as exc:
-            return "malformed", str(exc).removeprefix(f"{url}: "), attempt
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(body)
+        except (MalformedMetric, MalformedAbout) as exc:
+            return "malformed", str(exc).removeprefix(f"{job.url}: "), attempt
+        with atomic_path(job.target) as tmp:
+            tmp.write_bytes(cached)
         return "fetched", "", attempt
     raise AssertionError("unreachable")
+
+
+def _jobs(
+    repos: Sequence[str],
+    cache_dir: Path,
+    config: ClientConfig,
+    metrics: Sequence[str],
+    about: str | None,
+    token: str | None,
+) -> list[_Job]:
+    headers = GITHUB_HEADERS | ({"Authorization": f"Bearer {token}"} if token else {})
+    jobs = []
+    for repo in dict.fromkeys(check_repo(r) for r in repos):
+        for metric in metrics:
+            jobs.append(
+                _Job(repo, metric, config.url(repo, metric), cache_dir / repo / f"{metric}.json")
+            )
+        if about is not None:
+            url = f"{about.rstrip('/')}/repos/{repo}"
+            jobs.append(_Job(repo, "about", url, cache_dir / repo / ABOUT_FILE, headers))
+    return jobs
 
 
 def fetch_corpus(
@@ -169,39 +227,41 @@ def fetch_corpus(
     config: ClientConfig | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     *,
+    about: str | None = None,
+    token: str | None = None,
     refresh: bool = False,
     progress: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchReport:
-    """Fetch every (repo, metric) into ``cache_dir``; writes ``cache_dir/fetch_report.json``."""
+    """Fetch every (repo, metric) into ``cache_dir``, and each repository's about from the GitHub
+    API at ``about`` (e.g. ``https://api.github.com``; ``token`` raises its rate limit); writes
+    ``cache_dir/fetch_report.json``."""
     config = config or ClientConfig()
     report = FetchReport()
     jobs = []
-    for repo in dict.fromkeys(check_repo(r) for r in repos):
-        for metric in metrics:
-            target = cache_dir / repo / f"{metric}.json"
-            if target.is_file() and not refresh:
-                report.cached += 1
-            else:
-                jobs.append((repo, metric, target))
+    for job in _jobs(repos, cache_dir, config, metrics, about, token):
+        if job.target.is_file() and not refresh:
+            report.cached += 1
+        else:
+            jobs.append(job)
     with (
         Progress(disable=not progress) as bar,
         ThreadPoolExecutor(max_workers=config.concurrency) as pool,
     ):
         task = bar.add_task("fetch OpenDigger", total=len(jobs))
-        futures = {pool.submit(_fetch_one, config, r, m, t, sleep): (r, m) for r, m, t in jobs}
+        futures = {pool.submit(_fetch_one, job, config, sleep): job for job in jobs}
         for future in as_completed(futures):
-            repo, metric = futures[future]
+            job = futures[future]
             outcome, detail, retried = future.result()
             report.retries += retried
             if outcome == "fetched":
                 report.fetched += 1
             elif outcome == "missing":
-                report.missing.append((repo, metric))
+                report.missing.append((job.repo, job.name))
             elif outcome == "malformed":
-                report.malformed.append((config.url(repo, metric), detail))
+                report.malformed.append((job.url, detail))
             else:
-                report.failed.append((config.url(repo, metric), detail))
+                report.failed.append((job.url, detail))
             bar.advance(task)
     for items in (report.missing, report.malformed, report.failed):
         items.sort()
@@ -210,6 +270,7 @@ def fetch_corpus(
         {
             "base_url": config.base_url,
             "layout": config.layout,
+            "about_api": about,
             "summary": report.summary(),
             "missing": report.missing_by_repo(),
             "malformed": dict(report.malformed),

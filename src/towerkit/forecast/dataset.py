@@ -4,7 +4,9 @@ Each repository's rows run from its first month with any data to the last month 
 Inside that range a month a metric file leaves out is 0 (OpenDigger omits zeros); a metric
 whose file is missing (404 / absent) or malformed is null for the whole repository, so it is
 masked, never mistaken for zero. Duration files contribute their ``avg`` as ``<metric>_avg``;
-``contributor_email_suffixes`` becomes the ``orgs`` column (organisation domains with counts).
+``contributor_email_suffixes`` becomes the ``orgs`` column (organisation domains with counts),
+and an ``about.json`` (:mod:`towerkit.forecast.about`) the ``about`` column, the same in every
+month of the repository.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.progress import Progress
 
 from towerkit.core.errors import TowerkitError
 from towerkit.core.io import atomic_path, read_parquet, write_json_atomic
+from towerkit.forecast.about import ABOUT_FILE, MalformedAbout, read_about
 from towerkit.forecast.client import DEFAULT_METRICS
 from towerkit.forecast.parse import (
     MalformedMetric,
@@ -29,6 +32,7 @@ from towerkit.forecast.parse import (
     read_metric,
 )
 
+TEXT_COLUMNS = ("orgs", "about")  # per repository and month, beside the numeric features
 TARGETS = ("activity", "openrank", "stars", "participants", "issues_new", "change_requests")
 ORGS_METRIC = "contributor_email_suffixes"
 _DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")  # free-text junk is dropped
@@ -70,12 +74,14 @@ class LoadReport:
     files: int = 0
     missing: dict[str, list[str]] = field(default_factory=dict)  # repo -> metrics absent
     malformed: list[str] = field(default_factory=list)  # one line each, naming the path
+    abouts: int = 0  # repositories with a readable about.json
 
     def summary(self) -> str:
         absent = sum(len(v) for v in self.missing.values())
+        abouts = f", {self.abouts} with an about" if self.abouts else ""
         return (
-            f"{self.repos} repositories, {self.files} files read, {absent} metric files missing, "
-            f"{len(self.malformed)} malformed (skipped)"
+            f"{self.repos} repositories{abouts}, {self.files} files read, {absent} metric files "
+            f"missing, {len(self.malformed)} malformed (skipped)"
         )
 
 
@@ -129,8 +135,22 @@ def _read_repo(
     return parsed
 
 
+def _read_about(folder: Path, report: LoadReport) -> str:
+    """The about's text, "" without an about file; a malformed one is reported and skipped."""
+    path = folder / ABOUT_FILE
+    if not path.is_file():
+        return ""  # optional: OpenDigger has none
+    try:
+        text = read_about(path).text()
+    except MalformedAbout as exc:
+        report.malformed.append(str(exc))
+        return ""
+    report.abouts += 1
+    return text
+
+
 def _repo_frame(
-    repo: str, parsed: dict[str, ParsedMetric], columns: list[str], end: int
+    repo: str, parsed: dict[str, ParsedMetric], columns: list[str], end: int, about: str = ""
 ) -> pl.DataFrame | None:
     series = {
         feature_name(p): p.monthly["avg" if p.kind == "duration" else p.name]
@@ -154,6 +174,7 @@ def _repo_frame(
         data[column] = values
     lists = parsed[ORGS_METRIC].lists if ORGS_METRIC in parsed else {}
     data["orgs"] = [_orgs(lists.get(int(m), [])) for m in months]
+    data["about"] = [about] * len(months)
     return pl.DataFrame(data)
 
 
@@ -195,7 +216,8 @@ def build_table(
             if not folder.is_dir():
                 report.missing[repo] = list(metrics)
                 continue
-            frame = _repo_frame(repo, _read_repo(folder, metrics, report, repo), columns, end)
+            parsed = _read_repo(folder, metrics, report, repo)
+            frame = _repo_frame(repo, parsed, columns, end, _read_about(folder, report))
             if frame is None:
                 report.missing.setdefault(repo, []).append("(no numeric data)")
                 continue
@@ -227,6 +249,7 @@ class Panel:
     values: np.ndarray
     first: np.ndarray
     orgs: list[list[str]]  # per repo, per grid month ("" before its first month)
+    about: list[str] = field(default_factory=list)  # per repo: its about's text, or ""
 
     @property
     def n_months(self) -> int:
@@ -254,7 +277,7 @@ def read_panel(path: Path, repos_limit: int = 0) -> Panel:
     for column in ("repo", "month", "orgs"):
         if column not in table.columns:
             raise TowerkitError(f"{path}: expected a column {column!r}")
-    features = [c for c in table.columns if c not in ("repo", "month", "orgs")]
+    features = [c for c in table.columns if c not in ("repo", "month", *TEXT_COLUMNS)]
     repos = sorted(table["repo"].unique().to_list())
     if repos_limit > 0:
         repos = repos[:repos_limit]
@@ -274,4 +297,8 @@ def read_panel(path: Path, repos_limit: int = 0) -> Panel:
     for r in range(len(repos)):
         present = np.flatnonzero(~np.all(np.isnan(values[r]), axis=1))
         first[r] = present[0] if present.size else end - month0 + 1
-    return Panel(repos, features, month0, values, first, orgs)
+    about = [""] * len(repos)
+    if "about" in table.columns:  # tables prepared before it have none
+        for repo, text in table.group_by("repo").agg(pl.col("about").first()).iter_rows():
+            about[position[repo]] = text or ""
+    return Panel(repos, features, month0, values, first, orgs, about)

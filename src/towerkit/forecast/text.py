@@ -2,8 +2,8 @@
 
 The text describes recent trends in words (the last 3 months against the 3 before), how busy
 the repository is, and the organisations behind its contributors (non-personal mail domains
-from ``contributor_email_suffixes``). OpenDigger has no repository descriptions, so the
-repository's ``owner/name`` stands in for one. The encoder is frozen: embeddings are computed
+from ``contributor_email_suffixes``), after the repository's ``owner/name`` and, where its corpus
+folder has an ``about.json`` (``fetch --about``), its description, topics and language. The encoder is frozen: embeddings are computed
 once per distinct text and kept in ``TOWERKIT_HOME/cache/forecast/``.
 """
 
@@ -77,13 +77,17 @@ def describe_trends(panel: Panel, repo: int, cutoff: int) -> str:
 
 
 def describe_profile(panel: Panel, repo: int, cutoff: int) -> str:
-    """The repository's name and the organisations behind its contributors over the last
-    calendar year completed by ``cutoff``: it changes once a year, so there are few texts."""
+    """The repository's name, its about (description, topics, language) where known, and the
+    organisations behind its contributors over the last calendar year completed by ``cutoff``:
+    it changes once a year, so there are few texts."""
     year_end = cutoff - (panel.month0 + cutoff + 1) % 12  # the last December <= cutoff
     lo = max(int(panel.first[repo]), year_end - 11, 0)
     orgs = _organisations(panel.orgs[repo][lo : year_end + 1]) if year_end >= lo else []
-    text = panel.repos[repo]
-    return text + (" with contributors from " + ", ".join(orgs) if orgs else "")
+    about = panel.about[repo] if panel.about else ""
+    text = panel.repos[repo] + (f": {about}." if about else "")
+    if orgs:  # without an about, the text is what it was before abouts existed
+        text += (" With" if about else " with") + " contributors from " + ", ".join(orgs)
+    return text
 
 
 def window_texts(
