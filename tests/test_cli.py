@@ -12,7 +12,7 @@ from towerkit.cli import main
     ("argv", "expected"),
     [
         (["rec", "train", "--bogus-option"], "No such option: --bogus-option"),
-        (["forecast", "predict", "some-model"], "Missing option '--repo'"),
+        (["forecast", "predict", "some-model"], "expected --repo owner/name (repeatable) or --all"),
         (["rec", "seq", "evaluate", "m", "--negatives", "abc"], "Invalid value for '--negatives'"),
         (["nosuch"], "No such command 'nosuch'"),
         (["registry", "rollback", "m", "extra"], "unexpected extra argument(s) (extra)"),

@@ -187,8 +187,8 @@ def test_predict_several_writes_a_csv_sorted_by_change(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ([], "expected --repo owner/name (repeatable) or --all, not both"),
-        (["--all", "--repo", "zeta/tool"], "expected --repo owner/name"),
+        ([], "predict: expected --repo owner/name (repeatable) or --all"),
+        (["--all", "--repo", "zeta/tool"], "--repo and --all: expected one of them, not both"),
         (["--all", "--out", "x.png"], "--out x.png: expected a .csv path"),
         (["--all", "--sort", "forks"], "--sort forks: not a target of the model (expected one"),
     ],

@@ -225,8 +225,10 @@ def predict_command(
     from towerkit.forecast.predict import forecastable
     from towerkit.forecast.recipe import load_forecaster
 
-    if bool(repos) == all_repos:
-        raise TowerkitError("predict: expected --repo owner/name (repeatable) or --all, not both")
+    if repos and all_repos:
+        raise TowerkitError("predict: --repo and --all: expected one of them, not both")
+    if not repos and not all_repos:
+        raise TowerkitError("predict: expected --repo owner/name (repeatable) or --all")
     several = all_repos or len(repos or []) > 1
     suffix = ".csv" if several else ".png"
     if out is not None and out.suffix.lower() != suffix:
