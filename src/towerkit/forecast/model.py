@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,6 +66,10 @@ class DualTowerConfig:
     # one network per target (each reads every input, its own heads and weights), trained
     # side by side: the targets stop competing for one network's capacity
     per_target: bool = False
+    # (H, T): how far the outermost quantiles move out (in; when negative) for each horizon
+    # month and target, in scaled units: split-conformal calibration of the band on validation
+    # windows (towerkit.forecast.calibration); None: the band as trained
+    interval_shift: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         check_model_ranges(self)
@@ -82,6 +87,14 @@ class DualTowerConfig:
             raise ConfigError("model: quantiles: expected increasing levels that include 0.5")
         if self.encoder == "transformer" and self.hidden % self.heads:
             raise ConfigError("model: hidden must be a multiple of heads for the transformer")
+        shape = (self.horizon, self.n_targets)
+        if self.interval_shift is not None and (
+            np.shape(self.interval_shift) != shape or len(self.quantiles) < 3
+        ):
+            raise ConfigError(
+                f"model: interval_shift: expected {shape} values (horizon, targets) and "
+                "quantiles around the median"
+            )
 
 
 def check_model_ranges(section: Any) -> None:
@@ -124,13 +137,17 @@ class DualTowerForecaster(BaseModel):
     def __init__(self, config: DualTowerConfig) -> None:
         super().__init__(config)
         c = config
-        if c.members > 1:
-            single = replace(c, members=1)
+        if c.members > 1:  # the band's shifts apply once, to the members' mean
+            single = replace(c, members=1, interval_shift=None)
             self.members = nn.ModuleList(DualTowerForecaster(single) for _ in range(c.members))
             return
         if c.per_target and c.n_targets > 1:
             self.targets = nn.ModuleList(
-                DualTowerForecaster(replace(c, n_targets=1, target_inputs=[k], per_target=False))
+                DualTowerForecaster(
+                    replace(
+                        c, n_targets=1, target_inputs=[k], per_target=False, interval_shift=None
+                    )
+                )
                 for k in c.target_inputs
             )
             return
@@ -165,6 +182,22 @@ class DualTowerForecaster(BaseModel):
     ) -> torch.Tensor:
         """(B, L, n_inputs), (B, n_static), (B, text_dim), scaled base forecasts ((B, H, T)
         Theta, or (B, H, T, 1 + members) comb and members) -> quantiles (B, H, T, Q), scaled."""
+        out = self._quantiles(x, static, text, base)
+        if self.config.interval_shift is None:
+            return out
+        shift = torch.tensor(self.config.interval_shift, dtype=out.dtype, device=out.device)
+        # the outermost quantiles move; none crosses its neighbour, so the band stays ordered
+        low = torch.minimum(out[..., 0] - shift, out[..., 1])
+        high = torch.maximum(out[..., -1] + shift, out[..., -2])
+        return torch.cat([low[..., None], out[..., 1:-1], high[..., None]], dim=-1)
+
+    def _quantiles(
+        self,
+        x: torch.Tensor,
+        static: torch.Tensor,
+        text: torch.Tensor | None,
+        base: torch.Tensor | None,
+    ) -> torch.Tensor:
         c = self.config
         if c.members > 1:
             return torch.stack([m(x, static, text, base) for m in self.members]).mean(0)

@@ -88,6 +88,10 @@ class ForecastRecipeConfig:
     # >1: a seed ensemble of this many models (seeds trainer.seed, +1, ...), each selected (and
     # refitted) on its own; the registered model averages their quantiles
     ensemble: int = 1
+    # move the p10..p90 band's ends so that it covers 80 % of the validation windows of the
+    # selected model(s), per horizon month and target (split conformal; see
+    # towerkit.forecast.calibration); the kept model forecasts with those shifts
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
@@ -298,6 +302,12 @@ def train(
     val = _val_metrics(_ensemble(config, data, [f.selected for f in fits]), data)
     model = _ensemble(config, data, [f.kept for f in fits])
     metrics = {f"val_{k}": v for k, v in val.items()}
+    if config.calibrate:
+        from towerkit.forecast.calibration import calibrate_band
+
+        shift = calibrate_band(_ensemble(config, data, [f.selected for f in fits]), data.val)
+        model.config.interval_shift = shift.tolist()
+        metrics["interval_shift_mean"] = float(shift.mean())
     refit_seconds = sum(f.refit_seconds for f in fits)
     if config.refit:
         epochs = np.mean([f.refit_epochs for f in fits])
