@@ -192,7 +192,10 @@ def main() -> None:
         f"Recipe: model.base={config.model.base} (the median is that forecast + the network's "
         f"offset), refit={str(config.refit).lower()} (after early stopping, a fresh model trained "
         "on training + validation windows for the chosen epochs is the one scored), "
-        f"ensemble={config.ensemble} (the mean of that many such models' quantiles). Rows are "
+        f"ensemble={config.ensemble} (the mean of that many such models' quantiles), "
+        f"model.per_target={str(config.model.per_target).lower()} (one network per target), "
+        f"calibrate={str(config.calibrate).lower()} (the p10..p90 band moved to cover 80 % of "
+        "the validation windows, split conformal). Rows are "
         "(repository, target, cutoff) with a known, non-constant history; every method is "
         "scored on the same rows. Baseline intervals are statsforecast's 80 % intervals.",
         "",
