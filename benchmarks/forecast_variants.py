@@ -10,8 +10,9 @@ forecast, beside Naive, Theta and the comb on the same rows: the table the recip
 from (BENCHMARKS.md, "## Forecast: what the table shows"). Runs and a private registry go to
 runs/bench/forecast-variants/; the numbers to runs/bench/forecast-variants.json.
 
-Without ``--inner`` every variant is trained with ``refit=false``, whatever it sets (a model
-refitted on the validation windows cannot be scored on them). ``--inner`` judges ``refit``
+Without ``--inner`` every variant is trained with ``refit=false`` and ``calibrate=false``,
+whatever it sets (a model refitted, or a band calibrated, on the validation windows cannot be
+scored on them). ``--inner`` judges ``refit``
 honestly: every split moves back so that the recipe's validation cutoffs become the first
 test cutoffs (selection and the refit's epoch count come from the 6 cutoffs before them), and
 the models are scored on those validation cutoffs.
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     parser.add_argument("--inner", action="store_true", help="splits moved back (see above)")
     args = parser.parse_args()
-    shift = ["refit=false"]
+    shift = ["refit=false", "calibrate=false"]
     if args.inner:
         d = load_recipe(args.config).data
         shift = [f"data.n_test_cutoffs={d.n_test_cutoffs + d.n_val_cutoffs + d.horizon - 1}"]
