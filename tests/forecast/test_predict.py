@@ -200,3 +200,22 @@ def test_predict_several_rejects_bad_arguments(
     args = ["forecast", "predict", str(trained.run_dir), *extra]
     assert main(args if "--out" in extra else [*args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_plots_drawn_by_worker_processes_equal_the_serial_ones(
+    trained: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from towerkit.forecast import predict
+
+    batch = forecast_repos(trained.model, trained.data, ["zeta/tool", "acme/rocket"])
+    done: list[int] = []
+    monkeypatch.setenv("TOWERKIT_FORECAST_JOBS", "1")
+    predict.plot_forecasts(trained.data, batch, tmp_path / "serial", lambda: done.append(1))
+    monkeypatch.setenv("TOWERKIT_FORECAST_JOBS", "2")
+    monkeypatch.setattr(predict, "PLOTS_PER_JOB", 1)  # two processes for two plots
+    predict.plot_forecasts(trained.data, batch, tmp_path / "pool", lambda: done.append(1))
+    assert len(done) == 4
+    for f in batch:
+        name = f"{f.repo.replace('/', '_')}.png"
+        assert f.png == tmp_path / "pool" / name
+        assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()

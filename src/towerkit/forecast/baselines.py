@@ -81,11 +81,14 @@ def forecast_jobs(n_series: int) -> int:
     """Worker processes for a statsforecast batch of ``n_series`` series: TOWERKIT_FORECAST_JOBS,
     by default every CPU this process may use, and one for a small batch. The forecasts do not
     depend on it (each series is fitted on its own)."""
+    return max(1, min(configured_jobs(), n_series // MIN_SERIES_PER_JOB))
+
+
+def configured_jobs() -> int:
+    """TOWERKIT_FORECAST_JOBS, by default every CPU this process may use."""
     raw = os.environ.get(JOBS_VARIABLE)
     if raw is None:
-        jobs = len(os.sched_getaffinity(0))
-    elif raw.isdigit() and int(raw) >= 1:
-        jobs = int(raw)
-    else:
-        raise TowerkitError(f"{JOBS_VARIABLE}: expected a whole number >= 1, got {raw!r}")
-    return max(1, min(jobs, n_series // MIN_SERIES_PER_JOB))
+        return len(os.sched_getaffinity(0))
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    raise TowerkitError(f"{JOBS_VARIABLE}: expected a whole number >= 1, got {raw!r}")

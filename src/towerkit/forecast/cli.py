@@ -287,7 +287,7 @@ def _predict_many(
     from rich.progress import Progress
 
     from towerkit.core.io import atomic_path
-    from towerkit.forecast.predict import forecast_repos, forecasts_frame, plot_forecast
+    from towerkit.forecast.predict import forecast_repos, forecasts_frame, plot_forecasts
 
     forecasts = forecast_repos(loaded.model, data, repos)
     if sort is not None:
@@ -298,8 +298,8 @@ def _predict_many(
         forecasts_frame(forecasts, loaded.label).to_csv(tmp, index=False)
     if plots:
         with Progress(console=console, transient=True) as bar:
-            for f in bar.track(forecasts, description="plots"):
-                plot_forecast(data, f, csv.parent / f"{f.repo.replace('/', '_')}.png")
+            task = bar.add_task("plots", total=len(forecasts))
+            plot_forecasts(data, forecasts, csv.parent, lambda: bar.advance(task))
     months = f"{forecasts[0].months[0]}..{forecasts[0].months[-1]}"
     table = Table(title=f"p50 over {months} vs the 3 months before, by {loaded.label}")
     table.add_column("repository")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,50 @@ def forecast_repos(
         args = (p.repos[r], p.label(p.end), months, targets, quantiles, raw[i])
         out.append(RepoForecast(*args, recent=recent[r]))
     return out
+
+
+_PANEL: list[Panel] = []  # a plot worker's copy of the panel, sent once by its initializer
+PLOTS_PER_JOB = 8  # fewer plots than this per process do not repay a process's start
+
+
+def _plot_worker_start(panel: Panel) -> None:
+    _PANEL.append(panel)
+
+
+def _plot_in_worker(args: tuple[Any, ...]) -> Path:
+    return history_forecast_png(_PANEL[0], *args)
+
+
+def plot_forecasts(
+    data: ForecastData,
+    forecasts: Sequence[RepoForecast],
+    folder: Path,
+    on_done: Callable[[], None] = lambda: None,
+) -> None:
+    """A PNG per forecast, ``folder/<owner>_<name>.png``, drawn by TOWERKIT_FORECAST_JOBS
+    processes (matplotlib holds the GIL, so threads would not help); ``on_done`` after each."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from towerkit.forecast.baselines import configured_jobs
+
+    p = data.panel
+    tasks = [
+        (f, (p.repos.index(f.repo), data.target_idx, f.months, f.raw, f.quantiles, folder / name))
+        for f, name in ((f, f"{f.repo.replace('/', '_')}.png") for f in forecasts)
+    ]
+    jobs = min(configured_jobs(), len(tasks) // PLOTS_PER_JOB)
+    if jobs <= 1:
+        for f, args in tasks:
+            f.png = history_forecast_png(p, *args)
+            on_done()
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(jobs, context, _plot_worker_start, (p,)) as pool:
+        futures = {pool.submit(_plot_in_worker, args): f for f, args in tasks}
+        for future in as_completed(futures):
+            futures[future].png = future.result()
+            on_done()
 
 
 def plot_forecast(data: ForecastData, forecast: RepoForecast, out: Path) -> Path:
