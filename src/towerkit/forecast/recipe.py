@@ -299,13 +299,14 @@ def train(
     prepare_seconds = time.perf_counter() - started
     run_dir = start_run("forecast", config.recipe, config, root=runs_root)
     fits = [_train_member(config, data, k, run_dir) for k in range(config.ensemble)]
-    val = _val_metrics(_ensemble(config, data, [f.selected for f in fits]), data)
+    selected = _ensemble(config, data, [f.selected for f in fits])
+    val = _val_metrics(selected, data)
     model = _ensemble(config, data, [f.kept for f in fits])
     metrics = {f"val_{k}": v for k, v in val.items()}
-    if config.calibrate:
+    if config.calibrate:  # before the shifts are set: ``selected`` may be ``model`` itself
         from towerkit.forecast.calibration import calibrate_band
 
-        shift = calibrate_band(_ensemble(config, data, [f.selected for f in fits]), data.val)
+        shift = calibrate_band(selected, data.val)
         model.config.interval_shift = shift.tolist()
         metrics["interval_shift_mean"] = float(shift.mean())
     refit_seconds = sum(f.refit_seconds for f in fits)
