@@ -133,3 +133,19 @@ def test_per_horizon_months_average_to_the_overall_scores() -> None:
         expected = np.mean(np.abs(rows.truth[:, h] - point[:, h]) / scales)
         assert found["mase"][h] == pytest.approx(expected)
     assert found["coverage"][1:] == [0.0, 0.0] and found["coverage"][0] == 1.0
+
+
+def test_the_band_misses_are_counted_on_each_side() -> None:
+    rows = _synthetic_rows(10, 4)  # 40 rows x 3 months
+    band = np.stack([rows.truth - 1.0, rows.truth, rows.truth + 1.0], axis=-1)
+    band[:10, :, 0] = rows.truth[:10] + 0.5  # 30 months whose truth is below p10
+    band[10:15, 0, 2] = rows.truth[10:15, 0] - 0.5  # 5 months whose truth is above p90
+    forecast = MethodForecast("m", band)
+    overall = score(rows, forecast, ["t"])["overall"]
+    assert overall["below_p10"] == pytest.approx(30 / 120)
+    assert overall["above_p90"] == pytest.approx(5 / 120)
+    assert overall["coverage"] == pytest.approx(1 - 35 / 120)
+    found = per_horizon(rows, forecast)
+    assert found["below_p10"] == pytest.approx([10 / 40] * 3)
+    assert found["above_p90"] == pytest.approx([5 / 40, 0.0, 0.0])
+    assert found["coverage"] == pytest.approx([25 / 40, 30 / 40, 30 / 40])

@@ -169,7 +169,11 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert (
         scores["dual tower"]["overall"]["n_series"] == scores["Naive"]["overall"]["n_series"] > 100
     )
-    assert 0.0 <= scores["dual tower"]["overall"]["coverage"] <= 1.0
+    ours = scores["dual tower"]["overall"]
+    assert 0.0 <= ours["coverage"] <= 1.0
+    assert ours["coverage"] + ours["below_p10"] + ours["above_p90"] == pytest.approx(1.0)
+    assert (backtest.parent / "plots" / "band_misses.png").stat().st_size > 1000
+    assert "< p10" in out and "> p90" in out
     assert (backtest.parent / "plots" / "mase_stars.png").stat().st_size > 1000
     by_month = report["per_horizon"]["dual tower"]
     assert len(by_month["mase"]) == len(by_month["coverage"]) == 3

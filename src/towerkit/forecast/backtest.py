@@ -114,7 +114,9 @@ def score(
     target_names: Sequence[str],
     subset: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{"overall": metrics, <target>: metrics}``: MASE, sMAPE, MAE, pinball, coverage."""
+    """``{"overall": metrics, <target>: metrics}``: MASE, sMAPE, MAE, pinball, coverage, and the
+    band's misses on each side: the shares of true values below p10 and above p90 (0.1 each for
+    a calibrated band; coverage alone hides a band that sits too low or too high)."""
     chosen = np.arange(len(rows)) if subset is None else subset
     groups = {"overall": chosen}
     for t, name in enumerate(target_names):
@@ -133,10 +135,11 @@ def score(
             quantile_pred=q,
             quantiles=[0.1, 0.5, 0.9],
         )
+        metrics["below_p10"] = float(np.mean(truth < q[..., 0]))
+        metrics["above_p90"] = float(np.mean(truth > q[..., 2]))
         metrics["coverage"] = float(np.mean((truth >= q[..., 0]) & (truth <= q[..., 2])))
-        report[group] = {
-            k: metrics[k] for k in ("mase", "smape", "mae", "pinball", "coverage", "n_series")
-        }
+        keys = ("mase", "smape", "mae", "pinball", "coverage", "below_p10", "above_p90")
+        report[group] = {k: metrics[k] for k in (*keys, "n_series")}
     return report
 
 
@@ -198,12 +201,18 @@ def mase_ratio(
 
 
 def per_horizon(rows: EvalRows, forecast: MethodForecast) -> dict[str, list[float]]:
-    """Each horizon month's MASE and p10..p90 coverage over all rows; the mean of the MASEs is
-    the overall MASE (a row's MASE is the mean of its months' scaled errors)."""
+    """Each horizon month's MASE, p10..p90 coverage and misses below / above the band over all
+    rows; the mean of the MASEs is the overall MASE (a row's MASE is the mean of its months'
+    scaled errors)."""
     scaled = np.abs(rows.truth - forecast.point) / naive_scales(rows)[:, None]
     q = forecast.quantiles
-    covered = (rows.truth >= q[..., 0]) & (rows.truth <= q[..., 2])
-    return {"mase": scaled.mean(axis=0).tolist(), "coverage": covered.mean(axis=0).tolist()}
+    below, above = rows.truth < q[..., 0], rows.truth > q[..., 2]
+    return {
+        "mase": scaled.mean(axis=0).tolist(),
+        "coverage": (~below & ~above).mean(axis=0).tolist(),
+        "below_p10": below.mean(axis=0).tolist(),
+        "above_p90": above.mean(axis=0).tolist(),
+    }
 
 
 def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:

@@ -22,10 +22,10 @@ from towerkit.forecast.backtest import (
 )
 from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
 from towerkit.forecast.model import DualTowerForecaster
-from towerkit.forecast.plots import mase_by_cutoff_png, mase_by_horizon_png
+from towerkit.forecast.plots import band_misses_png, mase_by_cutoff_png, mase_by_horizon_png
 from towerkit.forecast.recipe import ForecastRecipeConfig
 
-METRICS = ("mase", "smape", "mae", "pinball", "coverage")
+METRICS = ("mase", "smape", "mae", "pinball", "coverage", "below_p10", "above_p90")
 
 
 @dataclass
@@ -213,4 +213,7 @@ def write_report(
         for t, name in enumerate(targets)
     ]
     horizon_png = mase_by_horizon_png(result.horizons, out_dir / "plots" / "mase_by_horizon.png")
-    return [md, js, *plots, horizon_png]
+    misses_png = band_misses_png(
+        result.scores, [*targets, "overall"], out_dir / "plots" / "band_misses.png"
+    )
+    return [md, js, *plots, horizon_png, misses_png]

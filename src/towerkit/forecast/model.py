@@ -70,6 +70,9 @@ class DualTowerConfig:
     # month and target, in scaled units: split-conformal calibration of the band on validation
     # windows (towerkit.forecast.calibration); None: the band as trained
     interval_shift: list[list[float]] | None = None
+    # (H, T): where set, the upper end moves by this and ``interval_shift`` moves only the lower
+    # end (each end calibrated on its own side's misses)
+    interval_shift_upper: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         check_model_ranges(self)
@@ -88,13 +91,15 @@ class DualTowerConfig:
         if self.encoder == "transformer" and self.hidden % self.heads:
             raise ConfigError("model: hidden must be a multiple of heads for the transformer")
         shape = (self.horizon, self.n_targets)
-        if self.interval_shift is not None and (
-            np.shape(self.interval_shift) != shape or len(self.quantiles) < 3
-        ):
-            raise ConfigError(
-                f"model: interval_shift: expected {shape} values (horizon, targets) and "
-                "quantiles around the median"
-            )
+        for name in ("interval_shift", "interval_shift_upper"):
+            value = getattr(self, name)
+            if value is not None and (np.shape(value) != shape or len(self.quantiles) < 3):
+                raise ConfigError(
+                    f"model: {name}: expected {shape} values (horizon, targets) and "
+                    "quantiles around the median"
+                )
+        if self.interval_shift_upper is not None and self.interval_shift is None:
+            raise ConfigError("model: interval_shift_upper needs interval_shift (the lower end's)")
 
 
 def check_model_ranges(section: Any) -> None:
@@ -138,14 +143,19 @@ class DualTowerForecaster(BaseModel):
         super().__init__(config)
         c = config
         if c.members > 1:  # the band's shifts apply once, to the members' mean
-            single = replace(c, members=1, interval_shift=None)
+            single = replace(c, members=1, interval_shift=None, interval_shift_upper=None)
             self.members = nn.ModuleList(DualTowerForecaster(single) for _ in range(c.members))
             return
         if c.per_target and c.n_targets > 1:
             self.targets = nn.ModuleList(
                 DualTowerForecaster(
                     replace(
-                        c, n_targets=1, target_inputs=[k], per_target=False, interval_shift=None
+                        c,
+                        n_targets=1,
+                        target_inputs=[k],
+                        per_target=False,
+                        interval_shift=None,
+                        interval_shift_upper=None,
                     )
                 )
                 for k in c.target_inputs
@@ -185,10 +195,12 @@ class DualTowerForecaster(BaseModel):
         out = self._quantiles(x, static, text, base)
         if self.config.interval_shift is None:
             return out
-        shift = torch.tensor(self.config.interval_shift, dtype=out.dtype, device=out.device)
+        upper = self.config.interval_shift_upper or self.config.interval_shift
+        down = torch.tensor(self.config.interval_shift, dtype=out.dtype, device=out.device)
+        up = torch.tensor(upper, dtype=out.dtype, device=out.device)
         # the outermost quantiles move; none crosses its neighbour, so the band stays ordered
-        low = torch.minimum(out[..., 0] - shift, out[..., 1])
-        high = torch.maximum(out[..., -1] + shift, out[..., -2])
+        low = torch.minimum(out[..., 0] - down, out[..., 1])
+        high = torch.maximum(out[..., -1] + up, out[..., -2])
         return torch.cat([low[..., None], out[..., 1:-1], high[..., None]], dim=-1)
 
     def _quantiles(

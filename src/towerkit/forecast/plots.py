@@ -71,6 +71,25 @@ def mase_by_horizon_png(horizons: Mapping[str, Mapping[str, Sequence[float]]], p
     return _save(fig, path)
 
 
+def band_misses_png(
+    scores: Mapping[str, Mapping[str, Mapping[str, float]]], groups: Sequence[str], path: Path
+) -> Path:
+    """Each method's share of true values below p10 and above p90, per target and overall; a
+    calibrated band misses 0.1 on each side."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key in zip(axes, ("below_p10", "above_p90"), strict=True):
+        for method, by_group in scores.items():
+            style = "-" if method.startswith("dual tower") else "--"
+            values = [by_group[g][key] for g in groups]
+            ax.plot(list(groups), values, style, marker="o", ms=3, label=method)
+        ax.axhline(0.1, color="grey", lw=0.8)
+        side = "below p10" if key == "below_p10" else "above p90"
+        ax.set_title(f"share of true values {side} (nominal 0.1)")
+        ax.tick_params(axis="x", rotation=45)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def history_forecast_png(
     panel: Panel,
     repo: int,

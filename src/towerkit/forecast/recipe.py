@@ -92,10 +92,15 @@ class ForecastRecipeConfig:
     # selected model(s), per horizon month and target (split conformal; see
     # towerkit.forecast.calibration); the kept model forecasts with those shifts
     calibrate: bool = False
+    # calibrate each end on its own side's misses (at most 10 % of the windows below p10, 10 %
+    # above p90) instead of one shift for both ends
+    calibrate_each_side: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
             raise ConfigError(f"ensemble: expected >= 1, got {self.ensemble}")
+        if self.calibrate_each_side and not self.calibrate:
+            raise ConfigError("calibrate_each_side: needs calibrate: true")
 
 
 @dataclass
@@ -306,9 +311,12 @@ def train(
     if config.calibrate:  # before the shifts are set: ``selected`` may be ``model`` itself
         from towerkit.forecast.calibration import calibrate_band
 
-        shift = calibrate_band(selected, data.val)
+        shift, upper = calibrate_band(selected, data.val, config.calibrate_each_side)
         model.config.interval_shift = shift.tolist()
         metrics["interval_shift_mean"] = float(shift.mean())
+        if upper is not None:
+            model.config.interval_shift_upper = upper.tolist()
+            metrics["interval_shift_upper_mean"] = float(upper.mean())
     refit_seconds = sum(f.refit_seconds for f in fits)
     if config.refit:
         epochs = np.mean([f.refit_epochs for f in fits])
