@@ -195,7 +195,10 @@ def main() -> None:
         f"ensemble={config.ensemble} (the mean of that many such models' quantiles), "
         f"model.per_target={str(config.model.per_target).lower()} (one network per target), "
         f"calibrate={str(config.calibrate).lower()} (the p10..p90 band moved to cover 80 % of "
-        "the validation windows, split conformal). Rows are "
+        "the validation windows, split conformal), "
+        f"recalibrate={config.recalibrate} (at each test cutoff, the dual tower's median and "
+        "band corrected by its own errors at the latest that many cutoffs whose target months "
+        "are known by then and after its training; the first 3 test cutoffs have none). Rows are "
         "(repository, target, cutoff) with a known, non-constant history; every method is "
         "scored on the same rows. Baseline intervals are statsforecast's 80 % intervals.",
         "",

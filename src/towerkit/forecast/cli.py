@@ -155,7 +155,12 @@ def evaluate_command(
     """Rolling-origin backtest on the test cutoffs beside the statsforecast baselines."""
     from towerkit.core.config import load_config
     from towerkit.forecast.data import load_data
-    from towerkit.forecast.evaluation import METRICS, horizon_cells, run_backtest
+    from towerkit.forecast.evaluation import (
+        METRICS,
+        horizon_cells,
+        recalibration_lines,
+        run_backtest,
+    )
     from towerkit.forecast.recipe import ForecastRecipeConfig, load_forecaster
 
     loaded = load_forecaster(model)
@@ -188,6 +193,8 @@ def evaluate_command(
     for method in sorted(result.scores, key=lambda n: result.scores[n]["overall"]["mase"]):
         by_month.add_row(method, *horizon_cells(result.horizons[method]))
     console.print(by_month)
+    for line in recalibration_lines(result.recalibrate)[:1]:
+        console.print(line)
     for name, ratio in sorted(result.ratios.items(), key=lambda kv: kv[1].ratio):
         console.print(f"MASE {name} / {result.reference}: {ratio}")
     for path in result.files:
@@ -260,9 +267,9 @@ def predict_command(
 
 def _predict_one(loaded: LoadedForecaster, data: ForecastData, repo: str, png: Path) -> None:
     from towerkit.core.io import write_json_atomic
-    from towerkit.forecast.predict import forecast_repo
+    from towerkit.forecast.predict import forecast_repo, recalibration_note
 
-    forecast = forecast_repo(loaded.model, data, repo, png)
+    forecast = forecast_repo(loaded.model, data, repo, png, loaded.config.recalibrate)
     table = Table(title=f"{repo}: forecast by {loaded.label} from {forecast.last_month}")
     table.add_column("target")
     for month in forecast.months:
@@ -270,6 +277,7 @@ def _predict_one(loaded: LoadedForecaster, data: ForecastData, repo: str, png: P
     for t, name in enumerate(forecast.targets):
         table.add_row(name, *(forecast.cell(h, t) for h in range(len(forecast.months))))
     console.print(table)
+    console.print(recalibration_note(loaded.model, data, loaded.config.recalibrate))
     console.print(f"plot: {forecast.png}")
     json_path = png.with_suffix(".json")
     write_json_atomic(json_path, forecast.to_json(loaded.label))
@@ -289,9 +297,15 @@ def _predict_many(
     from rich.progress import Progress
 
     from towerkit.core.io import atomic_path
-    from towerkit.forecast.predict import forecast_repos, forecasts_frame, plot_forecasts
+    from towerkit.forecast.predict import (
+        forecast_repos,
+        forecasts_frame,
+        plot_forecasts,
+        recalibration_note,
+    )
 
-    forecasts = forecast_repos(loaded.model, data, repos)
+    forecasts = forecast_repos(loaded.model, data, repos, loaded.config.recalibrate)
+    console.print(recalibration_note(loaded.model, data, loaded.config.recalibrate))
     if sort is not None:
         t = forecasts[0].targets.index(sort)
         # largest rise first; no history or no known past (NaN) last

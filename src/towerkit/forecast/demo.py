@@ -43,7 +43,7 @@ def run_demo(out_dir: Path) -> list[DemoSection]:
     )
     repo = panel.repos[int(busiest)]
     png = result.run_dir / "predict" / "example.png"
-    forecast_repo(result.model, result.data, repo, png)
+    forecast_repo(result.model, result.data, repo, png, result.config.recalibrate)
     notes = [f"data: {result.data.description}", f"backtest table: {backtest.files[0]}"]
     if "dual tower" in backtest.ratios:
         ratio = backtest.ratios["dual tower"]

@@ -73,6 +73,9 @@ class DualTowerConfig:
     # (H, T): where set, the upper end moves by this and ``interval_shift`` moves only the lower
     # end (each end calibrated on its own side's misses)
     interval_shift_upper: list[list[float]] | None = None
+    # "YYYY-MM": the last month any training window's target reached (the refit's, when there
+    # is one); windows from this cutoff on are unseen, which recalibration needs to know
+    trained_through: str | None = None
 
     def __post_init__(self) -> None:
         check_model_ranges(self)

@@ -107,12 +107,57 @@ def forecastable(data: ForecastData) -> list[str]:
     ]
 
 
+def recalibration_cutoffs(model: DualTowerForecaster, data: ForecastData, count: int) -> list[int]:
+    """The cutoffs a forecast from the corpus's last month recalibrates from (none: as trained):
+    the latest ``count`` after the model's training whose target months are all known."""
+    from towerkit.forecast.recalibration import first_unseen, pool_cutoffs
+
+    unseen = first_unseen(model, data)
+    return pool_cutoffs([data.panel.end], unseen, data.config.horizon, count)
+
+
+def recalibration_note(model: DualTowerForecaster, data: ForecastData, count: int) -> str:
+    """One line on how the forecast's median and band were (or were not) recalibrated."""
+    if count < 1:
+        return "recalibration: off (the recipe's recalibrate is 0)"
+    if model.config.trained_through is None:
+        return "recalibration: skipped (the model does not record its last training month)"
+    cutoffs = recalibration_cutoffs(model, data, count)
+    if not cutoffs:
+        return (
+            f"recalibration: none (no cutoff after the model's training, through "
+            f"{model.config.trained_through}, has known outcomes yet)"
+        )
+    p = data.panel
+    return (
+        f"recalibration: median and band from the model's errors at cutoffs "
+        f"{p.label(cutoffs[0])}..{p.label(cutoffs[-1])} (trained through "
+        f"{model.config.trained_through})"
+    )
+
+
+def _scaled_forecast(
+    model: DualTowerForecaster, data: ForecastData, window: SplitWindows, count: int
+) -> np.ndarray:
+    from towerkit.forecast.data import text_for
+    from towerkit.forecast.recalibration import recalibrate
+
+    cutoffs = recalibration_cutoffs(model, data, count)
+    if not cutoffs:
+        return predict_scaled(model, window)
+    arrays = data.windows(cutoffs)
+    pool = SplitWindows(arrays, text_for(data.panel, data.embeddings, arrays.pairs, progress=False))
+    scaled, _ = recalibrate(model, data, window, count, pool)
+    return scaled
+
+
 def forecast_repos(
-    model: DualTowerForecaster, data: ForecastData, repos: Sequence[str]
+    model: DualTowerForecaster, data: ForecastData, repos: Sequence[str], recalibrate: int = 0
 ) -> list[RepoForecast]:
-    """The next ``horizon`` months after the corpus's end of each repository, in one batch. A
-    target whose metric is unknown at the last month (OpenDigger has no file for it, e.g.
-    issues of a repository that tracks them elsewhere) is NaN, not a forecast of 0."""
+    """The next ``horizon`` months after the corpus's end of each repository, in one batch,
+    recalibrated from the model's errors at the latest ``recalibrate`` known cutoffs (0: as
+    trained). A target whose metric is unknown at the last month (OpenDigger has no file for
+    it, e.g. issues of a repository that tracks them elsewhere) is NaN, not a forecast of 0."""
     from towerkit.forecast.data import pair_windows, text_for
 
     p, c = data.panel, data.config
@@ -125,7 +170,8 @@ def forecast_repos(
     pairs = np.array([[r, p.end] for r in rows])
     arrays = pair_windows(p, pairs, c, data.target_idx, data.base)
     window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
-    raw = np.clip(to_raw(predict_scaled(model, window), arrays, data.target_idx), 0, None)
+    scaled = _scaled_forecast(model, data, window, recalibrate)
+    raw = np.clip(to_raw(scaled, arrays, data.target_idx), 0, None)
     months = [p.label(p.end + h + 1) for h in range(raw.shape[1])]
     targets = [p.features[i] for i in data.target_idx]
     recent = p.values[:, p.end - raw.shape[1] + 1 : p.end + 1][:, :, data.target_idx]
@@ -192,10 +238,10 @@ def plot_forecast(data: ForecastData, forecast: RepoForecast, out: Path) -> Path
 
 
 def forecast_repo(
-    model: DualTowerForecaster, data: ForecastData, repo: str, out: Path
+    model: DualTowerForecaster, data: ForecastData, repo: str, out: Path, recalibrate: int = 0
 ) -> RepoForecast:
     """One repository's forecast (:func:`forecast_repos`) and its PNG at ``out``."""
-    (forecast,) = forecast_repos(model, data, [repo])
+    (forecast,) = forecast_repos(model, data, [repo], recalibrate)
     plot_forecast(data, forecast, out)
     return forecast
 

@@ -95,10 +95,16 @@ class ForecastRecipeConfig:
     # calibrate each end on its own side's misses (at most 10 % of the windows below p10, 10 %
     # above p90) instead of one shift for both ends
     calibrate_each_side: bool = False
+    # evaluate / predict: correct each cutoff's median and band by the model's errors at the
+    # latest this many cutoffs whose target months are known by then and after its training data
+    # (towerkit.forecast.recalibration); 0: off
+    recalibrate: int = 0
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
             raise ConfigError(f"ensemble: expected >= 1, got {self.ensemble}")
+        if self.recalibrate < 0:
+            raise ConfigError(f"recalibrate: expected >= 0 cutoffs, got {self.recalibrate}")
         if self.calibrate_each_side and not self.calibrate:
             raise ConfigError("calibrate_each_side: needs calibrate: true")
 
@@ -308,6 +314,8 @@ def train(
     val = _val_metrics(selected, data)
     model = _ensemble(config, data, [f.kept for f in fits])
     metrics = {f"val_{k}": v for k, v in val.items()}
+    last_cutoff = data.splits.val[-1] if config.refit else data.splits.train[-1]
+    model.config.trained_through = data.panel.label(last_cutoff + data.config.horizon)
     if config.calibrate:  # before the shifts are set: ``selected`` may be ``model`` itself
         from towerkit.forecast.calibration import calibrate_band
 
