@@ -49,6 +49,16 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}"
 
 
+def _recalibrate_text(count: int) -> str:
+    if count < 1:
+        return "recalibrate=0 (no correction from the model's recent errors)"
+    return (
+        f"recalibrate={count} (at each test cutoff, the dual tower's median and band corrected "
+        "by its own errors at the latest that many cutoffs whose target months are known by "
+        "then and after its training; the first 3 test cutoffs have none)"
+    )
+
+
 def write_section(markdown: str) -> None:
     """Replace (or add) this benchmark's section; other sections stay as they are."""
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else "# Benchmarks\n"
@@ -196,9 +206,8 @@ def main() -> None:
         f"model.per_target={str(config.model.per_target).lower()} (one network per target), "
         f"calibrate={str(config.calibrate).lower()} (the p10..p90 band moved to cover 80 % of "
         "the validation windows, split conformal), "
-        f"recalibrate={config.recalibrate} (at each test cutoff, the dual tower's median and "
-        "band corrected by its own errors at the latest that many cutoffs whose target months "
-        "are known by then and after its training; the first 3 test cutoffs have none). Rows are "
+        + _recalibrate_text(config.recalibrate)
+        + ". Rows are "
         "(repository, target, cutoff) with a known, non-constant history; every method is "
         "scored on the same rows. Baseline intervals are statsforecast's 80 % intervals.",
         "",

@@ -97,7 +97,7 @@ def small_model() -> Callable[..., Any]:
 @pytest.fixture()
 def small_recipe(corpus: Path, tmp_path: Path) -> Callable[..., Any]:
     """``small_recipe(*overrides)``: a quick recipe on the synthetic corpus, Theta as the base,
-    2 epochs, a refit and the band as trained (later overrides win)."""
+    2 epochs, a refit and the band as trained, not recalibrated (later overrides win)."""
     from towerkit.forecast.recipe import load_recipe
 
     def load(*extra: str) -> Any:
@@ -120,6 +120,7 @@ def small_recipe(corpus: Path, tmp_path: Path) -> Callable[..., Any]:
                 "trainer.stages=[{name: train, epochs: 2, lr: 0.002}]",
                 "refit=true",
                 "calibrate=false",  # the quick recipe's; the calibration tests turn it on
+                "recalibrate=0",  # likewise (tests/forecast/test_recalibration.py)
                 *extra,
             ],
         )

@@ -147,7 +147,12 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["forecast", "train", *small]) == 0
     out = capsys.readouterr().out
     assert "registered: forecast-dualtower/1" in out
-    evaluate = ["eval.baselines=[Naive]", "eval.ablations=false", "eval.sample_size=0"]
+    evaluate = [
+        "eval.baselines=[Naive]",
+        "eval.ablations=false",
+        "eval.sample_size=0",
+        "recalibrate=6",  # off in the recipes; the path runs here on real data
+    ]
     assert main(["forecast", "evaluate", "forecast-dualtower", *evaluate]) == 0
     out = capsys.readouterr().out
     assert "dual tower" in out and "Naive" in out
@@ -174,6 +179,10 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert ours["coverage"] + ours["below_p10"] + ours["above_p90"] == pytest.approx(1.0)
     assert (backtest.parent / "plots" / "band_misses.png").stat().st_size > 1000
     assert "< p10" in out and "> p90" in out
+    # each test cutoff recalibrated from the 6 known cutoffs before it
+    assert report["recalibrate"] == 6
+    assert "recalibrated from its own errors at the latest 6 cutoffs" in " ".join(out.split())
+    assert "are recalibrated from its own errors" in markdown.replace("\n", " ")
     assert (backtest.parent / "plots" / "mase_stars.png").stat().st_size > 1000
     by_month = report["per_horizon"]["dual tower"]
     assert len(by_month["mase"]) == len(by_month["coverage"]) == 3
@@ -187,6 +196,7 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     )
     out = capsys.readouterr().out
     assert "2022-10" in out and "2022-12" in out and "openrank" in out
+    assert "recalibration: off (the recipe's recalibrate is 0)" in " ".join(out.split())
     png = Path(out.split("plot: ")[1].split()[0])
     assert png.stat().st_size > 1000
     assert main(["forecast", "predict", "forecast-dualtower", "--repo", "no/such"]) == 2

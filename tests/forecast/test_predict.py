@@ -219,3 +219,58 @@ def test_plots_drawn_by_worker_processes_equal_the_serial_ones(
         name = f"{f.repo.replace('/', '_')}.png"
         assert f.png == tmp_path / "pool" / name
         assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
+
+
+def test_predict_recalibrates_from_the_latest_known_cutoffs(
+    tmp_path: Path,
+    small_recipe: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from towerkit.core.registry import ModelRegistry
+    from towerkit.forecast import recalibration
+    from towerkit.forecast.data import SplitWindows, pair_windows, predict_scaled, to_raw
+    from towerkit.forecast.recalibration import apply_band, band_as_trained, correction
+    from towerkit.forecast.recipe import train
+
+    result = train(
+        small_recipe("refit=false", "calibrate=true", "recalibrate=2"),
+        registry=ModelRegistry(tmp_path / "r.db"),
+        runs_root=tmp_path / "runs",
+    )
+    model, data = result.model, result.data
+    end = data.panel.end
+    repos = ["acme/rocket", "acme/widget"]
+    as_calibrated = forecast_repos(model, data, repos)
+    # the synthetic corpus has too few repositories for the default minimum: no correction
+    same = forecast_repos(model, data, repos, recalibrate=2)
+    np.testing.assert_array_equal(same[0].raw, as_calibrated[0].raw)
+    run = str(result.run_dir)
+    assert main(["forecast", "predict", run, "--repo", "acme/rocket"]) == 0
+    assert "recalibration: none (only" in capsys.readouterr().out
+
+    monkeypatch.setattr(recalibration, "MIN_WINDOWS", 1)
+    found = forecast_repos(model, data, repos, recalibrate=2)
+    pool_arrays = data.windows([end - 4, end - 3])  # the latest 2 whose 3 months are known
+    pool = SplitWindows(pool_arrays, data.text_for(pool_arrays.pairs, progress=False))
+    rows = [data.panel.repos.index(r) for r in repos]
+    mine = pair_windows(
+        data.panel, np.array([[r, end] for r in rows]), data.config, data.target_idx, data.base
+    )
+    window = SplitWindows(mine, data.text_for(mine.pairs, progress=False))
+    with band_as_trained(model):
+        plain_pool, plain = predict_scaled(model, pool), predict_scaled(model, window)
+    a = pool_arrays
+    fix = correction(plain_pool, a.y, a.y_mask, model.config.quantiles)
+    expected = to_raw(apply_band(plain, fix.offset, fix.shift, fix.shift), mine, data.target_idx)
+    for f in found:
+        e = np.clip(expected[repos.index(f.repo)], 0, None)
+        known = np.isfinite(f.raw)
+        np.testing.assert_allclose(f.raw[known], e[known], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(found[0].raw, as_calibrated[0].raw)
+    assert main(["forecast", "predict", run, "--repo", "acme/rocket"]) == 0
+    label = data.panel.label
+    assert (
+        f"median and band from the model's errors on {len(a.pairs)} windows at cutoffs "
+        f"{label(end - 4)}..{label(end - 3)} (trained through {model.config.trained_through})"
+    ) in capsys.readouterr().out.replace("\n", " ")

@@ -101,7 +101,7 @@ def test_each_cutoff_is_corrected_from_earlier_known_outcomes_only(trained: Any)
     test = data.splits.test
     windows = data.test("real", progress=False)
     cutoffs = windows.arrays.pairs[:, 1]
-    found, fixes = recalibrate(model, data, windows, count=2)
+    found, fixes = recalibrate(model, data, windows, count=2, min_windows=1)
     calibrated = predict_scaled(model, windows)
     # the first 3 test cutoffs have no unseen cutoff with known targets: the model's own band
     early = np.isin(cutoffs, test[:3])
@@ -123,11 +123,14 @@ def test_each_cutoff_is_corrected_from_earlier_known_outcomes_only(trained: Any)
     # the truths of later windows (targets not known at ``at``) change nothing at ``at``
     later = cutoffs > at - 3
     a.y[later] += 5.0
-    again, _ = recalibrate(model, data, SplitWindows(a, windows.text), count=2)
+    again, _ = recalibrate(model, data, SplitWindows(a, windows.text), count=2, min_windows=1)
     np.testing.assert_array_equal(again[here], found[here])
     assert not np.allclose(again[cutoffs == test[-1]], found[cutoffs == test[-1]])
+    # too few windows (a handful of repositories) say little about a period: no correction
+    few, _ = recalibrate(model, data, windows, count=2, min_windows=int(pool.sum()) + 1)
+    np.testing.assert_array_equal(few[here], calibrated[here])
     # a model that does not record its training months keeps its own band everywhere
     model.config.trained_through = None
-    same, none = recalibrate(model, data, windows, count=2)
+    same, none = recalibrate(model, data, windows, count=2, min_windows=1)
     np.testing.assert_array_equal(same, calibrated)
     assert none == {}

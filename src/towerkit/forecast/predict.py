@@ -122,6 +122,8 @@ def recalibration_note(model: DualTowerForecaster, data: ForecastData, count: in
         return "recalibration: off (the recipe's recalibrate is 0)"
     if model.config.trained_through is None:
         return "recalibration: skipped (the model does not record its last training month)"
+    from towerkit.forecast.recalibration import MIN_WINDOWS
+
     cutoffs = recalibration_cutoffs(model, data, count)
     if not cutoffs:
         return (
@@ -129,25 +131,38 @@ def recalibration_note(model: DualTowerForecaster, data: ForecastData, count: in
             f"{model.config.trained_through}, has known outcomes yet)"
         )
     p = data.panel
+    span = f"cutoffs {p.label(cutoffs[0])}..{p.label(cutoffs[-1])}"
+    windows = _pool_size(data, cutoffs)
+    if windows < MIN_WINDOWS:
+        return (
+            f"recalibration: none (only {windows} windows at {span}; it needs {MIN_WINDOWS}, "
+            "e.g. a corpus of more repositories)"
+        )
     return (
-        f"recalibration: median and band from the model's errors at cutoffs "
-        f"{p.label(cutoffs[0])}..{p.label(cutoffs[-1])} (trained through "
-        f"{model.config.trained_through})"
+        f"recalibration: median and band from the model's errors on {windows} windows at "
+        f"{span} (trained through {model.config.trained_through})"
     )
+
+
+def _pool_size(data: ForecastData, cutoffs: list[int]) -> int:
+    from towerkit.forecast.windows import window_index
+
+    c = data.config
+    return len(window_index(data.panel, cutoffs, c.min_history, c.horizon))
 
 
 def _scaled_forecast(
     model: DualTowerForecaster, data: ForecastData, window: SplitWindows, count: int
 ) -> np.ndarray:
     from towerkit.forecast.data import text_for
-    from towerkit.forecast.recalibration import recalibrate
+    from towerkit.forecast.recalibration import MIN_WINDOWS, recalibrate
 
     cutoffs = recalibration_cutoffs(model, data, count)
-    if not cutoffs:
+    if not cutoffs or _pool_size(data, cutoffs) < MIN_WINDOWS:
         return predict_scaled(model, window)
     arrays = data.windows(cutoffs)
     pool = SplitWindows(arrays, text_for(data.panel, data.embeddings, arrays.pairs, progress=False))
-    scaled, _ = recalibrate(model, data, window, count, pool)
+    scaled, _ = recalibrate(model, data, window, count, pool, min_windows=MIN_WINDOWS)
     return scaled
 
 
