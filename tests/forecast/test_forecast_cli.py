@@ -197,6 +197,10 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "2022-10" in out and "2022-12" in out and "openrank" in out
     assert "recalibration: off (the recipe's recalibrate is 0)" in " ".join(out.split())
+    # the quick recipe has no refit: its training targets end at the first validation cutoff
+    assert "model: trained through 2020-11, 22 months before this forecast's cutoff" in " ".join(
+        out.split()
+    )
     png = Path(out.split("plot: ")[1].split()[0])
     assert png.stat().st_size > 1000
     assert main(["forecast", "predict", "forecast-dualtower", "--repo", "no/such"]) == 2

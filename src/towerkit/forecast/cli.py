@@ -267,7 +267,7 @@ def predict_command(
 
 def _predict_one(loaded: LoadedForecaster, data: ForecastData, repo: str, png: Path) -> None:
     from towerkit.core.io import write_json_atomic
-    from towerkit.forecast.predict import forecast_repo, recalibration_note
+    from towerkit.forecast.predict import forecast_repo, recalibration_note, training_note
 
     forecast = forecast_repo(loaded.model, data, repo, png, loaded.config.recalibrate)
     table = Table(title=f"{repo}: forecast by {loaded.label} from {forecast.last_month}")
@@ -277,6 +277,7 @@ def _predict_one(loaded: LoadedForecaster, data: ForecastData, repo: str, png: P
     for t, name in enumerate(forecast.targets):
         table.add_row(name, *(forecast.cell(h, t) for h in range(len(forecast.months))))
     console.print(table)
+    console.print(training_note(loaded.model, data))
     console.print(recalibration_note(loaded.model, data, loaded.config.recalibrate))
     console.print(f"plot: {forecast.png}")
     json_path = png.with_suffix(".json")
@@ -302,9 +303,11 @@ def _predict_many(
         forecasts_frame,
         plot_forecasts,
         recalibration_note,
+        training_note,
     )
 
     forecasts = forecast_repos(loaded.model, data, repos, loaded.config.recalibrate)
+    console.print(training_note(loaded.model, data))
     console.print(recalibration_note(loaded.model, data, loaded.config.recalibrate))
     if sort is not None:
         t = forecasts[0].targets.index(sort)

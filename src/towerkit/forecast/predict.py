@@ -116,6 +116,18 @@ def recalibration_cutoffs(model: DualTowerForecaster, data: ForecastData, count:
     return pool_cutoffs([data.panel.end], unseen, data.config.horizon, count)
 
 
+def training_note(model: DualTowerForecaster, data: ForecastData) -> str:
+    """How far the forecast's cutoff is from the model's last training month, where known: a
+    model applied to a newer corpus (``--corpus``) ages, and the user should see by how much."""
+    label = model.config.trained_through
+    if label is None:
+        return "model: its last training month is not recorded (trained before it was)"
+    from towerkit.forecast.parse import month_index
+
+    months = data.panel.month0 + data.panel.end - month_index(label)
+    return f"model: trained through {label}, {months} months before this forecast's cutoff"
+
+
 def recalibration_note(model: DualTowerForecaster, data: ForecastData, count: int) -> str:
     """One line on how the forecast's median and band were (or were not) recalibrated."""
     if count < 1:
