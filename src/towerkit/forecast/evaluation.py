@@ -25,6 +25,7 @@ from towerkit.forecast.model import DualTowerForecaster
 from towerkit.forecast.plots import band_misses_png, mase_by_cutoff_png, mase_by_horizon_png
 from towerkit.forecast.recalibration import first_unseen, pool_cutoffs, recalibrate
 from towerkit.forecast.recipe import ForecastRecipeConfig
+from towerkit.forecast.text import TextMode
 
 METRICS = ("mase", "smape", "mae", "pinball", "coverage", "below_p10", "above_p90")
 
@@ -55,10 +56,10 @@ def _model_methods(
 ) -> dict[str, MethodForecast]:
     name = "dual tower" if model.config.use_text else "dual tower, no text"
     ablations = config.eval.ablations and model.config.use_text
-    modes = ["real", "blank", "shuffled"] if ablations else ["real"]
+    modes: list[TextMode] = ["real", "blank", "shuffled"] if ablations else ["real"]
     out = {}
     for mode in modes:
-        windows: SplitWindows = data.test(mode, progress)  # type: ignore[arg-type]
+        windows = data.test(mode, progress)
         scaled = _test_quantiles(model, data, windows, config.recalibrate, mode)
         raw = to_raw(scaled, windows.arrays, data.target_idx)
         label = name if mode == "real" else f"{name}, {mode} text"
@@ -67,7 +68,11 @@ def _model_methods(
 
 
 def _test_quantiles(
-    model: DualTowerForecaster, data: ForecastData, windows: SplitWindows, count: int, mode: str
+    model: DualTowerForecaster,
+    data: ForecastData,
+    windows: SplitWindows,
+    count: int,
+    mode: TextMode,
 ) -> np.ndarray:
     """The model's scaled quantiles on the test windows, each cutoff's recalibrated from the
     known outcomes before it (``count`` cutoffs; 0: as the model gives them)."""
@@ -75,13 +80,12 @@ def _test_quantiles(
         return predict_scaled(model, windows)
     test = data.splits.test
     wanted = pool_cutoffs(test, first_unseen(model, data), data.config.horizon, count)
-    outside = [
-        c for c in wanted if c not in test
-    ]  # e.g. validation cutoffs of a model without refit
+    # cutoffs before the test's, e.g. the validation cutoffs of a model without a refit
+    outside = [c for c in wanted if c not in test]
     pool = None
     if outside:
         arrays = data.windows(outside)
-        pool = SplitWindows(arrays, data.text_for(arrays.pairs, mode, progress=False))  # type: ignore[arg-type]
+        pool = SplitWindows(arrays, data.text_for(arrays.pairs, mode, progress=False))
     scaled, _ = recalibrate(model, data, windows, count, pool)
     return scaled
 
