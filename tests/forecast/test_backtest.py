@@ -12,7 +12,9 @@ from towerkit.forecast.backtest import (
     MethodForecast,
     baseline_forecasts,
     build_rows,
+    mase_by_cutoff,
     mase_ratio,
+    naive_scales,
     per_horizon,
     score,
 )
@@ -149,3 +151,21 @@ def test_the_band_misses_are_counted_on_each_side() -> None:
     assert found["below_p10"] == pytest.approx([10 / 40] * 3)
     assert found["above_p90"] == pytest.approx([5 / 40, 0.0, 0.0])
     assert found["coverage"] == pytest.approx([25 / 40, 30 / 40, 30 / 40])
+
+
+def test_mase_by_cutoff_over_every_target_weighs_up_to_the_overall_mase() -> None:
+    rows = _synthetic_rows(6, 3)
+    rows.pairs[:, 1] = [20, 20, 21, 21, 22, 22]  # three cutoffs, two repositories each
+    rows.target[:] = np.tile([0, 1, 2], 6)
+    last = np.array([h[-1] for h in rows.histories])[:, None].repeat(3, axis=1)
+    forecast = _point(last)
+    found = mase_by_cutoff(rows, forecast)
+    assert sorted(found) == [20, 21, 22]
+    per_row = np.abs(rows.truth - last).mean(axis=1) / naive_scales(rows)
+    cutoffs = rows.cutoffs()
+    for cutoff, value in found.items():
+        assert value == pytest.approx(per_row[cutoffs == cutoff].mean())
+    overall = score(rows, forecast, ["a", "b", "c"])["overall"]["mase"]
+    assert np.mean(list(found.values())) == pytest.approx(overall)  # equal rows per cutoff
+    one = mase_by_cutoff(rows, forecast, target=1)
+    assert one[21] == pytest.approx(per_row[(cutoffs == 21) & (rows.target == 1)].mean())

@@ -179,6 +179,14 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert ours["coverage"] + ours["below_p10"] + ours["above_p90"] == pytest.approx(1.0)
     assert (backtest.parent / "plots" / "band_misses.png").stat().st_size > 1000
     assert "< p10" in out and "> p90" in out
+    by_cutoff = report["per_cutoff"]["dual tower"]
+    assert len(by_cutoff) == 12 and min(by_cutoff) == "2021-07" and max(by_cutoff) == "2022-06"
+    assert "## MASE per test cutoff (all targets)" in markdown
+    table = markdown.split("## MASE per test cutoff (all targets)\n")[1].splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    row = next(line for line in table if line.startswith("| 2021-10 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[header.index("dual tower")] == f"{by_cutoff['2021-10']:.3f}"
     # each test cutoff recalibrated from the 6 known cutoffs before it
     assert report["recalibrate"] == 6
     assert "recalibrated from its own errors at the latest 6 cutoffs" in " ".join(out.split())

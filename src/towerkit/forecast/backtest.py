@@ -215,13 +215,18 @@ def per_horizon(rows: EvalRows, forecast: MethodForecast) -> dict[str, list[floa
     }
 
 
-def mase_by_cutoff(rows: EvalRows, forecast: MethodForecast, target: int) -> dict[int, float]:
-    """Mean MASE per cutoff for one target (for the per-target plot)."""
+def mase_by_cutoff(
+    rows: EvalRows, forecast: MethodForecast, target: int | None = None
+) -> dict[int, float]:
+    """Mean MASE per cutoff for one target (for the per-target plot), or over every target."""
     per_row = row_mase(rows, forecast)
     cutoffs = rows.cutoffs()
     out = {}
     for cutoff in np.unique(cutoffs):
-        idx = np.flatnonzero((cutoffs == cutoff) & (rows.target == target))
+        chosen = cutoffs == cutoff
+        if target is not None:
+            chosen &= rows.target == target
+        idx = np.flatnonzero(chosen)
         if len(idx):
             out[int(cutoff)] = float(per_row[idx].mean())
     return out

@@ -15,6 +15,7 @@ from towerkit.forecast.backtest import (
     RatioInterval,
     baseline_forecasts,
     build_rows,
+    mase_by_cutoff,
     mase_ratio,
     model_forecast,
     per_horizon,
@@ -42,6 +43,7 @@ class Backtest:
     ratios: dict[str, RatioInterval] = field(default_factory=dict)  # model -> MASE / reference
     horizons: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> per h
     recalibrate: int = 0  # the dual tower's cutoffs recalibrated from this many known cutoffs
+    cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> month -> MASE
 
     def overall(self, method: str) -> dict[str, float]:
         return self.scores[method]["overall"]
@@ -129,6 +131,10 @@ def run_backtest(
     full = {n: f for n, f in forecasts.items() if not np.isnan(f.quantiles).any()}
     result = Backtest(rows, forecasts, {n: score(rows, f, targets) for n, f in full.items()})
     result.horizons = {n: per_horizon(rows, f) for n, f in full.items()}
+    label = data.panel.label
+    result.cutoffs = {
+        n: {label(c): m for c, m in mase_by_cutoff(rows, f).items()} for n, f in full.items()
+    }
     if sample is not None:
         result.sample_scores = {n: score(rows, f, targets, sample) for n, f in forecasts.items()}
     _add_ratios(result, config.eval.baselines)
@@ -193,6 +199,22 @@ def _horizon_table(result: Backtest) -> list[str]:
     return lines
 
 
+def _cutoff_table(result: Backtest) -> list[str]:
+    """A row per test cutoff: each method's MASE over its rows, where one month's data (say a
+    gap in the source, or a turn in the trend) moves every method at once."""
+    methods = sorted(result.cutoffs, key=lambda n: result.overall(n)["mase"])
+    months = sorted(next(iter(result.cutoffs.values())))
+    lines = [
+        "## MASE per test cutoff (all targets)",
+        "| cutoff | " + " | ".join(methods) + " |",
+        "|---" * (len(methods) + 1) + "|",
+    ]
+    for month in months:
+        cells = " | ".join(f"{result.cutoffs[m][month]:.3f}" for m in methods)
+        lines.append(f"| {month} | {cells} |")
+    return lines
+
+
 def _target_table(scores: dict[str, dict[str, dict[str, float]]], targets: list[str]) -> list[str]:
     lines = ["| method | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|"]
     for method, by_group in sorted(scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
@@ -231,6 +253,8 @@ def write_report(
         *_target_table(result.scores, targets),
         "",
         *_horizon_table(result),
+        "",
+        *_cutoff_table(result),
         *_ratio_lines(result),
     ]
     if result.sample_scores:
@@ -252,6 +276,7 @@ def write_report(
             "ratios": {n: asdict(r) for n, r in result.ratios.items()},
             "per_horizon": result.horizons,
             "recalibrate": result.recalibrate,
+            "per_cutoff": result.cutoffs,
         },
     )
     plots = [
