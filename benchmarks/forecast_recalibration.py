@@ -27,15 +27,22 @@ import torch
 
 from towerkit.core.io import write_json_atomic
 from towerkit.core.registry import ModelRegistry
-from towerkit.forecast.backtest import MethodForecast, build_rows, model_forecast, score
-from towerkit.forecast.data import SplitWindows, predict_scaled, to_raw
+from towerkit.forecast.backtest import (
+    EvalRows,
+    MethodForecast,
+    build_rows,
+    model_forecast,
+    score,
+)
+from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
 from towerkit.forecast.recalibration import (
     band_as_trained,
-    correction,
+    corrections,
     first_unseen,
     recalibrate,
 )
 from towerkit.forecast.recipe import default_config_path, load_recipe, train
+from towerkit.forecast.windows import WindowArrays
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("mase", "pinball", "coverage", "below_p10", "above_p90")
@@ -89,14 +96,12 @@ def main() -> None:
                 for count in counts:
                     scaled, _ = recalibrate(model, data, windows, count)
                     found[f"recalibrated, {count} cutoffs"] = scores(scaled)
-                theta = arrays.base
-                assert theta is not None, "the recipe's base must be theta"
-                found["Theta"] = _theta_scores(rows, arrays, data, theta, targets, None)
+                found["Theta"] = _theta_scores(rows, arrays, data, targets, None)
                 unseen = first_unseen(model, data)
                 assert unseen is not None
                 for count in counts:
                     found[f"Theta + recalibration, {count} cutoffs"] = _theta_scores(
-                        rows, arrays, data, theta, targets, (unseen, count)
+                        rows, arrays, data, targets, (unseen, count)
                     )
             for name, value in found.items():
                 results.setdefault(name, []).append(value)
@@ -105,36 +110,29 @@ def main() -> None:
 
 
 def _theta_scores(
-    rows: object,
-    arrays: object,
-    data: object,
-    theta: np.ndarray,
+    rows: EvalRows,
+    arrays: WindowArrays,
+    data: ForecastData,
     targets: list[str],
     rolling: tuple[int, int] | None,
 ) -> dict[str, float]:
-    """Theta's point forecast (scaled (N, H, T)), moved by the rolling median correction."""
-    from towerkit.forecast.recalibration import recent_cutoffs
-
-    point = np.repeat(theta[..., None], 3, axis=-1)
+    """Theta's point forecast (the windows' scaled base), moved by the rolling median
+    correction of the latest ``count`` cutoffs from ``unseen`` on (``rolling``)."""
+    assert arrays.base is not None, "the recipe's base must be theta"
+    point = np.repeat(arrays.base[..., None], 3, axis=-1)  # p10 = p50 = p90
     if rolling is not None:
         unseen, count = rolling
-        cutoffs = arrays.pairs[:, 1]  # type: ignore[attr-defined]
-        moved = point.copy()
-        for at in np.unique(cutoffs):
-            chosen = np.isin(cutoffs, recent_cutoffs(int(at), unseen, theta.shape[1], count))
-            if chosen.any():
-                fix = correction(
-                    point[chosen],
-                    arrays.y[chosen],  # type: ignore[attr-defined]
-                    arrays.y_mask[chosen],  # type: ignore[attr-defined]
-                    [0.1, 0.5, 0.9],
-                )
-                moved[cutoffs == at] = point[cutoffs == at] + fix.offset[None, ..., None]
-        point = moved
-    raw = to_raw(point, arrays, data.target_idx)  # type: ignore[arg-type, attr-defined]
-    picked = raw[rows.window, :, rows.target]  # type: ignore[attr-defined]
-    forecast = MethodForecast("Theta", np.clip(picked, 0.0, None))
-    overall = score(rows, forecast, targets)["overall"]  # type: ignore[arg-type]
+        cutoffs = arrays.pairs[:, 1]
+        found = corrections(
+            point, arrays.y, arrays.y_mask, cutoffs, np.unique(cutoffs).tolist(),
+            unseen, data.config.horizon, count, [0.1, 0.5, 0.9], min_windows=1,
+        )  # fmt: skip
+        point = point.copy()
+        for cutoff, fix in found.items():
+            point[cutoffs == cutoff] += fix.offset[None, ..., None]
+    raw = to_raw(point, arrays, data.target_idx)
+    forecast = MethodForecast("Theta", np.clip(raw[rows.window, :, rows.target], 0.0, None))
+    overall = score(rows, forecast, targets)["overall"]
     return {k: overall[k] for k in KEYS}
 
 

@@ -21,10 +21,10 @@ from towerkit.forecast.backtest import (
     per_horizon,
     score,
 )
-from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
+from towerkit.forecast.data import ForecastData, to_raw
 from towerkit.forecast.model import DualTowerForecaster
 from towerkit.forecast.plots import band_misses_png, mase_by_cutoff_png, mase_by_horizon_png
-from towerkit.forecast.recalibration import first_unseen, pool_cutoffs, recalibrate
+from towerkit.forecast.recalibration import recalibrated
 from towerkit.forecast.recipe import ForecastRecipeConfig
 from towerkit.forecast.text import TextMode
 
@@ -62,34 +62,11 @@ def _model_methods(
     out = {}
     for mode in modes:
         windows = data.test(mode, progress)
-        scaled = _test_quantiles(model, data, windows, config.recalibrate, mode)
+        scaled = recalibrated(model, data, windows, config.recalibrate, mode)
         raw = to_raw(scaled, windows.arrays, data.target_idx)
         label = name if mode == "real" else f"{name}, {mode} text"
         out[label] = model_forecast(label, rows, raw, model.config.quantiles)
     return out
-
-
-def _test_quantiles(
-    model: DualTowerForecaster,
-    data: ForecastData,
-    windows: SplitWindows,
-    count: int,
-    mode: TextMode,
-) -> np.ndarray:
-    """The model's scaled quantiles on the test windows, each cutoff's recalibrated from the
-    known outcomes before it (``count`` cutoffs; 0: as the model gives them)."""
-    if count < 1:
-        return predict_scaled(model, windows)
-    test = data.splits.test
-    wanted = pool_cutoffs(test, first_unseen(model, data), data.config.horizon, count)
-    # cutoffs before the test's, e.g. the validation cutoffs of a model without a refit
-    outside = [c for c in wanted if c not in test]
-    pool = None
-    if outside:
-        arrays = data.windows(outside)
-        pool = SplitWindows(arrays, data.text_for(arrays.pairs, mode, progress=False))
-    scaled, _ = recalibrate(model, data, windows, count, pool)
-    return scaled
 
 
 def run_backtest(

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from towerkit.core.errors import TowerkitError
-from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled, to_raw
+from towerkit.forecast.data import ForecastData, SplitWindows, to_raw
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.model import DualTowerForecaster
 from towerkit.forecast.plots import history_forecast_png
@@ -163,21 +163,6 @@ def _pool_size(data: ForecastData, cutoffs: list[int]) -> int:
     return len(window_index(data.panel, cutoffs, c.min_history, c.horizon))
 
 
-def _scaled_forecast(
-    model: DualTowerForecaster, data: ForecastData, window: SplitWindows, count: int
-) -> np.ndarray:
-    from towerkit.forecast.data import text_for
-    from towerkit.forecast.recalibration import MIN_WINDOWS, recalibrate
-
-    cutoffs = recalibration_cutoffs(model, data, count)
-    if not cutoffs or _pool_size(data, cutoffs) < MIN_WINDOWS:
-        return predict_scaled(model, window)
-    arrays = data.windows(cutoffs)
-    pool = SplitWindows(arrays, text_for(data.panel, data.embeddings, arrays.pairs, progress=False))
-    scaled, _ = recalibrate(model, data, window, count, pool, min_windows=MIN_WINDOWS)
-    return scaled
-
-
 def forecast_repos(
     model: DualTowerForecaster, data: ForecastData, repos: Sequence[str], recalibrate: int = 0
 ) -> list[RepoForecast]:
@@ -186,6 +171,7 @@ def forecast_repos(
     trained). A target whose metric is unknown at the last month (OpenDigger has no file for
     it, e.g. issues of a repository that tracks them elsewhere) is NaN, not a forecast of 0."""
     from towerkit.forecast.data import pair_windows, text_for
+    from towerkit.forecast.recalibration import recalibrated
 
     p, c = data.panel, data.config
     rows = [find_repo(p, repo, c.repos_limit) for repo in repos]
@@ -197,7 +183,7 @@ def forecast_repos(
     pairs = np.array([[r, p.end] for r in rows])
     arrays = pair_windows(p, pairs, c, data.target_idx, data.base)
     window = SplitWindows(arrays, text_for(p, data.embeddings, pairs, progress=False))
-    scaled = _scaled_forecast(model, data, window, recalibrate)
+    scaled = recalibrated(model, data, window, recalibrate)
     raw = np.clip(to_raw(scaled, arrays, data.target_idx), 0, None)
     months = [p.label(p.end + h + 1) for h in range(raw.shape[1])]
     targets = [p.features[i] for i in data.target_idx]

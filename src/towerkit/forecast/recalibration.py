@@ -29,6 +29,7 @@ from towerkit.forecast.calibration import conformal_shift
 from towerkit.forecast.data import ForecastData, SplitWindows, predict_scaled
 from towerkit.forecast.model import DualTowerForecaster
 from towerkit.forecast.parse import month_index
+from towerkit.forecast.text import TextMode
 
 # fewer known windows than this (repositories x cutoffs, e.g. a one-repository corpus given to
 # ``predict --corpus``) say too little about the period: the cutoff keeps the model's own band
@@ -102,6 +103,32 @@ def apply_band(
     return out
 
 
+def corrections(
+    quantiles: np.ndarray,
+    truth: np.ndarray,
+    known: np.ndarray,
+    cutoffs: np.ndarray,
+    at: Sequence[int],
+    unseen: int,
+    horizon: int,
+    count: int,
+    levels: Sequence[float],
+    min_windows: int = MIN_WINDOWS,
+) -> dict[int, Correction]:
+    """The correction of each cutoff in ``at``, from the windows (uncalibrated ``quantiles``,
+    ``truth``, ``known``, at ``cutoffs``) at its ``count`` latest cutoffs from ``unseen`` on
+    whose targets are known by then; none for a cutoff with fewer than ``min_windows``."""
+    found = {}
+    for cutoff in at:
+        chosen = recent_cutoffs(int(cutoff), unseen, horizon, count)
+        rows = np.isin(cutoffs, chosen)
+        if rows.sum() < max(min_windows, 1):
+            continue
+        used = tuple(sorted(set(cutoffs[rows].tolist())))
+        found[int(cutoff)] = correction(quantiles[rows], truth[rows], known[rows], levels, used)
+    return found
+
+
 def recalibrate(
     model: DualTowerForecaster,
     data: ForecastData,
@@ -115,35 +142,56 @@ def recalibrate(
     themselves and ``pool``, windows at other cutoffs); also the corrections by cutoff. Cutoffs
     with no such window, and every cutoff of a model without ``trained_through``, keep the model's
     own band, as do cutoffs with fewer than ``min_windows`` such windows."""
-    unseen = first_unseen(model, data)
-    with band_as_trained(model):
-        plain = predict_scaled(model, windows)
-        extra = predict_scaled(model, pool) if pool is not None and len(pool.arrays.pairs) else None
     calibrated = predict_scaled(model, windows)
+    unseen = first_unseen(model, data)
     if unseen is None or count < 1:
         return calibrated, {}
-    known_q, known_sets = [plain], [windows.arrays]
-    if extra is not None and pool is not None:
-        known_q.append(extra)
-        known_sets.append(pool.arrays)
-    q = np.concatenate(known_q)
-    cutoffs = np.concatenate([a.pairs[:, 1] for a in known_sets])
-    truth = np.concatenate([a.y for a in known_sets])
-    known = np.concatenate([a.y_mask for a in known_sets])
-    levels = model.config.quantiles
-    out, found = calibrated.copy(), {}
+    sets = [windows] if pool is None or not len(pool.arrays.pairs) else [windows, pool]
+    with band_as_trained(model):
+        plain = [predict_scaled(model, w) for w in sets]
     at_cutoffs = windows.arrays.pairs[:, 1]
-    for at in np.unique(at_cutoffs):
-        chosen = recent_cutoffs(int(at), unseen, data.config.horizon, count)
-        rows = np.isin(cutoffs, chosen)
-        if rows.sum() < max(min_windows, 1):
-            continue
-        used = tuple(sorted(set(cutoffs[rows].tolist())))
-        fix = correction(q[rows], truth[rows], known[rows], levels, used)
-        here = at_cutoffs == at
-        out[here] = apply_band(plain[here], fix.offset[None], fix.shift[None], fix.shift[None])
-        found[int(at)] = fix
+    found = corrections(
+        np.concatenate(plain),
+        np.concatenate([w.arrays.y for w in sets]),
+        np.concatenate([w.arrays.y_mask for w in sets]),
+        np.concatenate([w.arrays.pairs[:, 1] for w in sets]),
+        np.unique(at_cutoffs).tolist(),
+        unseen,
+        data.config.horizon,
+        count,
+        model.config.quantiles,
+        min_windows,
+    )
+    out = calibrated.copy()
+    for cutoff, fix in found.items():
+        here = at_cutoffs == cutoff
+        out[here] = apply_band(plain[0][here], fix.offset[None], fix.shift[None], fix.shift[None])
     return out, found
+
+
+def recalibrated(
+    model: DualTowerForecaster,
+    data: ForecastData,
+    windows: SplitWindows,
+    count: int,
+    mode: TextMode = "real",
+) -> np.ndarray:
+    """``windows``' scaled quantiles recalibrated as :func:`recalibrate` does (as the model gives
+    them where ``count`` is 0 or its training months are unknown); the windows at the cutoffs it
+    learns from that ``windows`` lack (the validation cutoffs before a test, the recent ones
+    before a forecast) are built here, their texts in ``mode``."""
+    unseen = first_unseen(model, data)
+    if count < 1 or unseen is None:
+        return predict_scaled(model, windows)
+    own = sorted(set(windows.arrays.pairs[:, 1].tolist()))
+    outside = [c for c in pool_cutoffs(own, unseen, data.config.horizon, count) if c not in own]
+    pool = None
+    if outside:
+        arrays = data.windows(outside)
+        pool = SplitWindows(arrays, data.text_for(arrays.pairs, mode, progress=False))
+    # read at call time: a test may lower it
+    scaled, _ = recalibrate(model, data, windows, count, pool, min_windows=MIN_WINDOWS)
+    return scaled
 
 
 def pool_cutoffs(
