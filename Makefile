@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-EXTRAS ?= dev,zoo,rec,forecast,repotune,coreml
+EXTRAS ?= dev,zoo,rec,forecast,repotune,coreml,bench
 STAMP := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 
 .PHONY: setup system-deps demo test test-fast lint typecheck bench clean

@@ -1,0 +1,358 @@
+"""A second anchor for the forecast goal: a global LightGBM (Nixtla's mlforecast) on the same rows.
+
+    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/forecast_mlforecast.py [--threads 2]
+
+needs the ``bench`` extra (``.venv/bin/pip install -e '.[bench]'``: mlforecast).
+
+The issue's goal asks the dual tower for overall MASE <= 0.9 x the best statsforecast baseline
+(Theta). Is that a bar a strong model of another family reaches on this data? mlforecast with
+LightGBM is what practitioners reach for when one global model should learn from many series:
+lags 1..12, rolling means of the last 3, 6 and 12 months, the calendar month and the metric as
+features, a per-series target scaling, and one direct model per horizon month and quantile
+(p10, p50, p90; pinball objective).
+
+1. Selection, validation cutoffs only: each scaling in ``scalings()`` with the default LightGBM
+   setting, then each setting in ``SETTINGS`` with the best scaling, is fitted on every series up
+   to the first validation cutoff (the dual tower's training windows end their targets there)
+   and forecasts the 6 validation cutoffs from each series' history up to that cutoff; the
+   lowest overall MASE is taken. No test month is in any of these fits.
+2. Test, read once with the chosen configuration: fitted once on every series up to the first
+   test cutoff (where the dual tower's refit ends), as the dual tower is; and refitted at every
+   test cutoff on all it knows then, as the statsforecast baselines are. Each forecasts the 12
+   test cutoffs from each series' history up to the cutoff. The full recipe's dual tower is
+   trained and Theta fitted in the same run, all scored on the same rows by the backtest's own
+   ``score`` and ``mase_ratio`` (bootstrap over repositories).
+
+Prints Markdown tables; writes runs/bench/forecast-mlforecast.json. Runs and a private
+registry go to runs/bench/forecast-mlforecast/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from towerkit.core.io import write_json_atomic
+from towerkit.core.registry import ModelRegistry
+from towerkit.forecast.backtest import (
+    EvalRows,
+    MethodForecast,
+    baseline_forecasts,
+    build_rows,
+    mase_ratio,
+    score,
+)
+from towerkit.forecast.dataset import Panel
+from towerkit.forecast.evaluation import run_backtest
+from towerkit.forecast.recipe import default_config_path, load_recipe, train
+from towerkit.forecast.windows import window_index
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "runs" / "bench" / "forecast-mlforecast"
+NAME = "mlforecast LightGBM"
+LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+
+
+class MaseScaler:
+    """Centre each series on its mean and divide by its mean absolute monthly change (MASE's
+    own denominator), fitted on whatever history it is given; exact inverse."""
+
+    def __init__(self) -> None:
+        self.stats: pd.DataFrame | None = None
+
+    def set_column_names(self, id_col: str, time_col: str, target_col: str) -> None:
+        self.id_col, self.time_col, self.target_col = id_col, time_col, target_col
+
+    def fit_transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        by = df.groupby(self.id_col, observed=True)[self.target_col]
+        change = by.diff().abs().groupby(df[self.id_col], observed=True).mean()
+        stats = pd.DataFrame({"centre": by.mean(), "scale": change})
+        stats["scale"] = stats["scale"].where(stats["scale"] > 0, 1.0).fillna(1.0)
+        self.stats = stats
+        out = df.copy()
+        joined = stats.loc[df[self.id_col]].to_numpy()
+        out[self.target_col] = (df[self.target_col].to_numpy() - joined[:, 0]) / joined[:, 1]
+        return out
+
+    def inverse_transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        assert self.stats is not None
+        out = df.copy()
+        joined = self.stats.loc[df[self.id_col]].to_numpy()
+        for column in df.columns:
+            if column not in (self.id_col, self.time_col):
+                out[column] = df[column].to_numpy() * joined[:, 1] + joined[:, 0]
+        return out
+
+    def update(self, df: pd.DataFrame) -> pd.DataFrame:
+        raise NotImplementedError
+
+
+def scalings() -> dict[str, Callable[[], list[Any]]]:
+    from mlforecast.target_transforms import (
+        Differences,
+        GlobalSklearnTransformer,
+        LocalRobustScaler,
+        LocalStandardScaler,
+    )
+    from sklearn.preprocessing import FunctionTransformer
+
+    def log1p() -> Any:
+        return GlobalSklearnTransformer(FunctionTransformer(np.log1p, np.expm1))
+
+    return {
+        "standard": lambda: [LocalStandardScaler()],
+        "robust (median, MAD)": lambda: [LocalRobustScaler(scale="mad")],
+        "mase (mean, mean |change|)": lambda: [MaseScaler()],
+        "log1p + standard": lambda: [log1p(), LocalStandardScaler()],
+        "changes (differences), mase": lambda: [Differences([1]), MaseScaler()],
+    }
+
+
+def long_frame(panel: Panel, target_idx: list[int], names: list[str], end: int) -> pd.DataFrame:
+    """Every (repository, target) series from its first month to grid position ``end``; a series
+    with a missing metric file (NaN) or under 2 months is left out, as the backtest leaves out
+    its rows."""
+    stamps = pd.date_range(panel.label(0) + "-01", periods=panel.n_months, freq="MS")
+    parts = []
+    for r in range(len(panel.repos)):
+        start = int(panel.first[r])
+        if end - start + 1 < 2:
+            continue
+        for t, feature in enumerate(target_idx):
+            y = panel.values[r, start : end + 1, feature]
+            if np.isnan(y).any():
+                continue
+            frame = pd.DataFrame({"ds": stamps[start : end + 1], "y": y})
+            frame["unique_id"], frame["metric"] = f"{r}:{t}", names[t]
+            parts.append(frame)
+    df = pd.concat(parts, ignore_index=True)
+    df["metric"] = pd.Categorical(df["metric"], categories=names)
+    return df[["unique_id", "ds", "y", "metric"]]
+
+
+# LightGBM settings tried on validation with the best scaling; the first is the default
+SETTINGS: dict[str, dict[str, Any]] = {
+    "400 trees, lr 0.05, 31 leaves, lags 1..12": {},
+    "1000 trees, lr 0.02": {"n_estimators": 1000, "learning_rate": 0.02},
+    "63 leaves": {"num_leaves": 63},
+    "15 leaves, 50 rows a leaf": {"num_leaves": 15, "min_child_samples": 50},
+    "lags 1..24": {"lags": 24},
+}
+DEFAULT = next(iter(SETTINGS))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """One mlforecast configuration: a scaling of ``scalings()`` and a setting of SETTINGS."""
+
+    scaling: str
+    setting: str
+    threads: int
+    seed: int
+    horizon: int
+
+    def build(self) -> Any:
+        from lightgbm import LGBMRegressor
+        from mlforecast import MLForecast
+        from mlforecast.lag_transforms import RollingMean
+
+        params = {
+            "n_estimators": 400,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_child_samples": 20,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+            "n_jobs": self.threads,
+            "random_state": self.seed,
+            "verbosity": -1,
+            **SETTINGS[self.setting],
+        }
+        lags = params.pop("lags", 12)
+        return MLForecast(
+            models={
+                name: LGBMRegressor(objective="quantile", alpha=alpha, **params)
+                for name, alpha in LEVELS.items()
+            },
+            freq="MS",
+            lags=list(range(1, lags + 1)),
+            lag_transforms={1: [RollingMean(3), RollingMean(6), RollingMean(12)]},
+            date_features=["month"],
+            target_transforms=scalings()[self.scaling](),
+            num_threads=self.threads,
+        )
+
+    def fit(self, panel: Panel, target_idx: list[int], names: list[str], end: int) -> Any:
+        """Fitted on every series up to grid position ``end``: no target month after it."""
+        model = self.build()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = long_frame(panel, target_idx, names, end)
+            model.fit(frame, static_features=["metric"], max_horizon=self.horizon)
+        return model
+
+
+def forecast_rows(
+    model_at: Callable[[int], Any],
+    panel: Panel,
+    rows: EvalRows,
+    target_idx: list[int],
+    names: list[str],
+    h: int,
+) -> MethodForecast:
+    """``model_at(cutoff)``'s (p10, p50, p90) for every row: at each cutoff, from each series'
+    history up to that cutoff (``new_df``), so nothing after a cutoff reaches its forecast."""
+    out = np.full((len(rows), h, 3), np.nan)
+    cutoffs = rows.cutoffs()
+    for cutoff in np.unique(cutoffs):
+        history = long_frame(panel, target_idx, names, int(cutoff))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = model_at(int(cutoff)).predict(h=h, new_df=history)
+        found = found.sort_values(["unique_id", "ds"])
+        by_id = {
+            uid: group[list(LEVELS)].to_numpy(dtype=np.float64)
+            for uid, group in found.groupby("unique_id", sort=False)
+        }
+        for i in np.flatnonzero(cutoffs == cutoff):
+            repo = int(rows.pairs[rows.window[i], 0])
+            out[i] = by_id[f"{repo}:{int(rows.target[i])}"]
+    # quantile models are fitted apart and may cross; counts and scores are >= 0
+    return MethodForecast(NAME, np.clip(np.sort(out, axis=-1), 0.0, None))
+
+
+def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, list[dict[str, Any]]]:
+    """Validation windows only: every scaling with the default setting, then every setting with
+    the best scaling; the lowest overall MASE wins. Theta's on the same rows for reference."""
+    panel, splits, names, h = data.panel, data.splits, config.data.targets, config.data.horizon
+    pairs = window_index(panel, splits.val, config.data.min_history, h)
+    assert pairs[:, 1].max() + h <= min(splits.test), "a validation truth reaches the test"
+    rows = build_rows(panel, pairs, data.target_idx, h)
+    table: list[dict[str, Any]] = []
+
+    def judge(anchor: Anchor) -> float:
+        started = time.perf_counter()
+        model = anchor.fit(panel, data.target_idx, names, splits.val[0])
+        found = forecast_rows(lambda _: model, panel, rows, data.target_idx, names, h)
+        overall = score(rows, found, names)["overall"]
+        seconds = time.perf_counter() - started
+        table.append({"scaling": anchor.scaling, "setting": anchor.setting, **overall})
+        print(
+            f"validation, {anchor.scaling}, {anchor.setting}: MASE {overall['mase']:.4f} "
+            f"({seconds:.0f} s)",
+            flush=True,
+        )
+        return float(overall["mase"])
+
+    first = {a: judge(a) for a in (Anchor(n, DEFAULT, threads, seed, h) for n in scalings())}
+    best = min(first, key=first.__getitem__)
+    more = (dataclasses.replace(best, setting=n) for n in SETTINGS if n != DEFAULT)
+    second = {best: first[best], **{a: judge(a) for a in more}}
+    best = min(second, key=second.__getitem__)
+    theta, _ = baseline_forecasts(panel, rows, ["Theta"], h)
+    overall = score(rows, theta["Theta"], names)["overall"]
+    table.append({"scaling": "(Theta, for reference)", "setting": "", **overall})
+    return best, table
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in body)])
+
+
+def test_read(
+    config: Any, trained: Any, anchor: Anchor
+) -> tuple[EvalRows, dict[str, MethodForecast]]:
+    """The dual tower, Theta and the chosen anchor on the test rows, read once: the anchor
+    trained once where the dual tower's refit ends its targets (the first test cutoff), and
+    refitted at every test cutoff on all it knows then, as the statsforecast baselines are."""
+    data, names, h = trained.data, config.data.targets, config.data.horizon
+    backtest = run_backtest([trained.model], config, data, OUT / "backtest", progress=False)
+    rows = backtest.rows
+    panel, idx = data.panel, data.target_idx
+    once = anchor.fit(panel, idx, names, data.splits.test[0])
+    trained_once = forecast_rows(lambda _: once, panel, rows, idx, names, h)
+    refitted = forecast_rows(lambda c: anchor.fit(panel, idx, names, c), panel, rows, idx, names, h)
+    forecasts = backtest.forecasts
+    return rows, {
+        "dual tower": forecasts["dual tower"],
+        f"{NAME}, trained once": trained_once,
+        f"{NAME}, refitted every cutoff": refitted,
+        "Theta": forecasts["Theta"],
+    }
+
+
+def report(result: dict[str, Any], names: list[str]) -> None:
+    keys = ["mase", "smape", "mae", "pinball", "coverage"]
+    body = [
+        [r["scaling"], r["setting"], *(f"{r[k]:.4g}" for k in keys)] for r in result["validation"]
+    ]
+    print(markdown(["scaling (validation)", "LightGBM", *keys], body) + "\n")
+    ratios = result["ratio_to_theta"]
+    body = [
+        [n, *(f"{s[k]:.4g}" for k in keys), ratios.get(n, "1")] for n, s in result["test"].items()
+    ]
+    print(markdown(["method (test)", *keys, "MASE / Theta"], body) + "\n")
+    per_target = result["per_target"]
+    body = [[t, *(f"{per_target[n][t]:.3f}" for n in per_target)] for t in names]
+    print(markdown(["target (test MASE)", *per_target], body))
+    chosen, minutes = result["chosen"], result["seconds"] / 60
+    print(
+        f"\n{result['rows']} rows; chosen: {chosen['scaling']}, {chosen['setting']}; {minutes:.1f} min"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=default_config_path("full"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        import mlforecast
+    except ImportError as missing:
+        raise SystemExit(
+            "forecast_mlforecast: needs mlforecast: .venv/bin/pip install -e '.[bench]'"
+        ) from missing
+    started, date = time.perf_counter(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    overrides = ["eval.baselines=[Theta]", "eval.ablations=false", "eval.sample_size=0"]
+    config = load_recipe(args.config, overrides)
+    config.trainer.progress = False
+    registry = ModelRegistry(OUT / "registry.db")
+    trained = train(config, registry=registry, runs_root=OUT, progress=False)
+    chosen, validation = select(config, trained.data, args.threads, args.seed)
+    rows, methods = test_read(config, trained, chosen)
+    names = config.data.targets
+    scores = {n: score(rows, f, names) for n, f in methods.items()}
+    ratios = {n: mase_ratio(rows, f, methods["Theta"]) for n, f in methods.items() if n != "Theta"}
+    result = {
+        "date": date,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        "mlforecast": mlforecast.__version__,
+        "chosen": {"scaling": chosen.scaling, "setting": chosen.setting},
+        "validation": validation,
+        "test": {n: s["overall"] for n, s in scores.items()},
+        "per_target": {n: {t: s[t]["mase"] for t in names} for n, s in scores.items()},
+        "ratio_to_theta": {n: str(r) for n, r in ratios.items()},
+        "seconds": time.perf_counter() - started,
+        "rows": len(rows),
+    }
+    write_json_atomic(ROOT / "runs" / "bench" / "forecast-mlforecast.json", result)
+    report(result, names)
+
+
+if __name__ == "__main__":
+    main()
