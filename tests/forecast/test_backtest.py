@@ -13,6 +13,7 @@ from towerkit.forecast.backtest import (
     baseline_forecasts,
     build_rows,
     mase_by_cutoff,
+    mase_by_repository,
     mase_ratio,
     naive_scales,
     per_horizon,
@@ -169,3 +170,20 @@ def test_mase_by_cutoff_over_every_target_weighs_up_to_the_overall_mase() -> Non
     assert np.mean(list(found.values())) == pytest.approx(overall)  # equal rows per cutoff
     one = mase_by_cutoff(rows, forecast, target=1)
     assert one[21] == pytest.approx(per_row[(cutoffs == 21) & (rows.target == 1)].mean())
+
+
+def test_mase_by_repository_weighs_up_to_the_overall_mase() -> None:
+    rows = _synthetic_rows(4, 3)
+    rows.pairs[:, 0] = [7, 3, 7, 5]  # repository 7 has two windows: six rows
+    last = np.array([h[-1] for h in rows.histories])[:, None].repeat(3, axis=1)
+    forecast = _point(last)
+    found = mase_by_repository(rows, forecast)
+    assert sorted(found) == [3, 5, 7]
+    assert [found[r][0] for r in (3, 5, 7)] == [3, 3, 6]
+    per_row = np.abs(rows.truth - last).mean(axis=1) / naive_scales(rows)
+    repos = rows.pairs[rows.window, 0]
+    for repo, (_, value) in found.items():
+        assert value == pytest.approx(per_row[repos == repo].mean())
+    overall = score(rows, forecast, ["a"])["overall"]["mase"]
+    weighted = sum(n * m for n, m in found.values()) / len(rows)
+    assert weighted == pytest.approx(overall)

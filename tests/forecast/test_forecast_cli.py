@@ -179,6 +179,16 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert ours["coverage"] + ours["below_p10"] + ours["above_p90"] == pytest.approx(1.0)
     assert (backtest.parent / "plots" / "band_misses.png").stat().st_size > 1000
     assert "< p10" in out and "> p90" in out
+    by_repo, repo_rows = report["per_repository"], report["repository_rows"]
+    assert set(by_repo) == {"dual tower", "Naive"} and 2 <= len(repo_rows) <= 10
+    assert sum(repo_rows.values()) == scores["Naive"]["overall"]["n_series"]
+    weighted = sum(n * by_repo["Naive"][r] for r, n in repo_rows.items()) / sum(repo_rows.values())
+    assert weighted == pytest.approx(scores["Naive"]["overall"]["mase"])
+    table = (backtest.parent / "per_repository.csv").read_text().splitlines()
+    assert table[0].split(",")[:2] == ["repo", "rows"] and len(table) == len(repo_rows) + 1
+    first = dict(zip(table[0].split(","), table[1].split(","), strict=True))
+    assert float(first["Naive"]) == pytest.approx(by_repo["Naive"][first["repo"]], rel=1e-5)
+    assert "## Repositories that move the dual tower's MASE most against Naive" in markdown
     by_cutoff = report["per_cutoff"]["dual tower"]
     assert len(by_cutoff) == 12 and min(by_cutoff) == "2021-07" and max(by_cutoff) == "2022-06"
     assert "## MASE per test cutoff (all targets)" in markdown

@@ -230,3 +230,14 @@ def mase_by_cutoff(
         if len(idx):
             out[int(cutoff)] = float(per_row[idx].mean())
     return out
+
+
+def mase_by_repository(rows: EvalRows, forecast: MethodForecast) -> dict[int, tuple[int, float]]:
+    """Each repository's row count and mean MASE over its rows (every target and cutoff); the
+    row-weighted mean over repositories is the overall MASE."""
+    repos = rows.pairs[rows.window, 0]
+    found, index, counts = np.unique(repos, return_inverse=True, return_counts=True)
+    sums = np.bincount(index, row_mase(rows, forecast))
+    return {
+        int(r): (int(n), float(total / n)) for r, n, total in zip(found, counts, sums, strict=True)
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from towerkit.forecast.backtest import (
     baseline_forecasts,
     build_rows,
     mase_by_cutoff,
+    mase_by_repository,
     mase_ratio,
     model_forecast,
     per_horizon,
@@ -44,6 +47,10 @@ class Backtest:
     horizons: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> per h
     recalibrate: int = 0  # the dual tower's cutoffs recalibrated from this many known cutoffs
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> month -> MASE
+    repositories: dict[str, dict[str, float]] = field(
+        default_factory=dict
+    )  # method -> repo -> MASE
+    repository_rows: dict[str, int] = field(default_factory=dict)  # repo -> rows scored
 
     def overall(self, method: str) -> dict[str, float]:
         return self.scores[method]["overall"]
@@ -112,6 +119,7 @@ def run_backtest(
     result.cutoffs = {
         n: {label(c): m for c, m in mase_by_cutoff(rows, f).items()} for n, f in full.items()
     }
+    _add_repositories(result, data.panel.repos)
     if sample is not None:
         result.sample_scores = {n: score(rows, f, targets, sample) for n, f in forecasts.items()}
     _add_ratios(result, config.eval.baselines)
@@ -119,6 +127,58 @@ def run_backtest(
     result.recalibrate = config.recalibrate
     result.files = write_report(result, data, targets, out_dir)
     return result
+
+
+def _add_repositories(result: Backtest, names: list[str]) -> None:
+    """Each full-set method's MASE per repository, and each repository's row count."""
+    for method, forecast in result.forecasts.items():
+        if method in result.scores:
+            found = mase_by_repository(result.rows, forecast)
+            result.repositories[method] = {names[r]: m for r, (_, m) in found.items()}
+            result.repository_rows = {names[r]: n for r, (n, _) in found.items()}
+
+
+def _repository_csv(result: Backtest) -> str:
+    """A row per repository: its row count and each method's MASE (best method first)."""
+    methods = sorted(result.repositories, key=lambda n: result.overall(n)["mase"])
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["repo", "rows", *methods])
+    for repo, count in sorted(result.repository_rows.items()):
+        writer.writerow([repo, count, *(f"{result.repositories[m][repo]:.6g}" for m in methods)])
+    return text.getvalue()
+
+
+def _repository_lines(result: Backtest, model: str = "dual tower", top: int = 5) -> list[str]:
+    """The repositories that move the model's overall MASE most against the reference baseline:
+    a repository's weight is its rows times its MASE difference."""
+    ref = result.reference
+    if not ref or model not in result.repositories:
+        return []
+    ours, theirs = result.repositories[model], result.repositories[ref]
+    rows = result.repository_rows
+    by_effect = sorted(rows, key=lambda r: rows[r] * (ours[r] - theirs[r]))
+    header = [f"| repository | rows | {model} | {ref} | {model} / {ref} |", "|---|---|---|---|---|"]
+
+    def line(repo: str) -> str:
+        ratio = ours[repo] / theirs[repo] if theirs[repo] > 0 else float("nan")
+        return f"| {repo} | {rows[repo]} | {ours[repo]:.3f} | {theirs[repo]:.3f} | {ratio:.3f} |"
+
+    gains = [r for r in by_effect[:top] if ours[r] < theirs[r]]
+    losses = [r for r in by_effect[::-1][:top] if ours[r] > theirs[r]]
+    return [
+        "",
+        f"## Repositories that move the {model}'s MASE most against {ref}",
+        "Gains most (rows x MASE difference; every repository is in per_repository.csv):",
+        "",
+        *header,
+        *map(line, gains),
+        "",
+        "Loses most:",
+        "",
+        *header,
+        *map(line, losses),
+    ]
 
 
 def _add_ratios(result: Backtest, baselines: list[str]) -> None:
@@ -232,6 +292,7 @@ def write_report(
         *_horizon_table(result),
         "",
         *_cutoff_table(result),
+        *_repository_lines(result),
         *_ratio_lines(result),
     ]
     if result.sample_scores:
@@ -254,8 +315,12 @@ def write_report(
             "per_horizon": result.horizons,
             "recalibrate": result.recalibrate,
             "per_cutoff": result.cutoffs,
+            "per_repository": result.repositories,
+            "repository_rows": result.repository_rows,
         },
     )
+    repos_csv = out_dir / "per_repository.csv"
+    write_text_atomic(repos_csv, _repository_csv(result))
     plots = [
         mase_by_cutoff_png(
             result.rows, result.forecasts, t, name, p, out_dir / "plots" / f"mase_{name}.png"
@@ -266,4 +331,4 @@ def write_report(
     misses_png = band_misses_png(
         result.scores, [*targets, "overall"], out_dir / "plots" / "band_misses.png"
     )
-    return [md, js, *plots, horizon_png, misses_png]
+    return [md, js, repos_csv, *plots, horizon_png, misses_png]
