@@ -24,7 +24,15 @@ def free_port() -> int:
 
 
 def launch(*args: str) -> None:
-    port = free_port()
+    # the port is free when picked but closed before torchrun binds it; another process may
+    # take it in between, so a launch that failed on exactly that gets one more port
+    done = launch_on(free_port(), *args)
+    if done.returncode != 0 and "address already in use" in done.stderr.lower():
+        done = launch_on(free_port(), *args)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def launch_on(port: int, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-m",
@@ -47,8 +55,7 @@ def launch(*args: str) -> None:
         "OMP_NUM_THREADS": "1",
         "MASTER_PORT": str(port),
     }
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.multiproc
