@@ -68,6 +68,18 @@ VARIANTS: dict[str, list[str]] = {
     "base theta, panel context": ["model.base=theta", "data.panel_context=true"],
     "base theta, one model": ["model.base=theta", "ensemble=1"],
     "base theta, one model per target": ["model.base=theta", "ensemble=1", "model.per_target=true"],
+    "base theta, one model per target, recency half-life 12": [
+        "model.base=theta",
+        "ensemble=1",
+        "model.per_target=true",
+        "data.recency_halflife=12",
+    ],
+    "base theta, one model per target, recency half-life 24": [
+        "model.base=theta",
+        "ensemble=1",
+        "model.per_target=true",
+        "data.recency_halflife=24",
+    ],
     # scored twice: as trained and with the band's conformal shifts (seeds x 1 training)
     "base theta, one model per target, calibrated": [
         "model.base=theta",

@@ -47,10 +47,18 @@ class ForecastDataConfig:
     # each look-back month also carries the median change of each target across all
     # repositories that month (the whole panel's trend, known at every cutoff)
     panel_context: bool = False
+    # >0: a training window weighs 0.5 ** (months before the latest training cutoff / this) in
+    # the loss (recent windows count more when the series' behaviour drifts); 0: all alike
+    recency_halflife: float = 0.0
 
     def __post_init__(self) -> None:
         counts = ["lookback", "horizon", "min_history", "n_val_cutoffs", "n_test_cutoffs"]
-        check_ranges("data", self, positive=[*counts, "train_stride"], non_negative=["repos_limit"])
+        check_ranges(
+            "data",
+            self,
+            positive=[*counts, "train_stride"],
+            non_negative=["repos_limit", "recency_halflife"],
+        )
         if not self.targets:
             raise ConfigError("data: targets: expected at least one target metric")
 
@@ -233,14 +241,18 @@ def load_data(
 
 
 class WindowDataset(Dataset[dict[str, torch.Tensor]]):
-    def __init__(self, windows: SplitWindows) -> None:
+    """Windows as tensors; ``weights`` (one per window) scale its mask, so the pinball loss,
+    a masked mean, becomes a weighted mean."""
+
+    def __init__(self, windows: SplitWindows, weights: np.ndarray | None = None) -> None:
         a = windows.arrays
+        mask = a.y_mask if weights is None else a.y_mask * weights[:, None, None]
         self.tensors = {
             "x": torch.from_numpy(a.x),
             "static": torch.from_numpy(a.static),
             "text": torch.from_numpy(windows.text),
             "y": torch.from_numpy(a.y),
-            "mask": torch.from_numpy(a.y_mask),
+            "mask": torch.from_numpy(mask.astype(a.y_mask.dtype)),
         }
         if a.base is not None:
             self.tensors["base"] = torch.from_numpy(a.base)
@@ -250,6 +262,18 @@ class WindowDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[index] for k, v in self.tensors.items()}
+
+
+def training_datasets(windows: list[SplitWindows], halflife: float) -> list[WindowDataset]:
+    """Datasets of these windows, weighted by recency (``halflife`` months, 0: unweighted)
+    from the latest cutoff among them all; the weights average 1 over every window."""
+    if halflife <= 0:
+        return [WindowDataset(w) for w in windows]
+    cutoffs = [w.arrays.pairs[:, 1] for w in windows]
+    latest = max(int(c.max()) for c in cutoffs if len(c))
+    weights = [0.5 ** ((latest - c) / halflife) for c in cutoffs]
+    mean = np.concatenate(weights).mean()
+    return [WindowDataset(w, wt / mean) for w, wt in zip(windows, weights, strict=True)]
 
 
 def predict_scaled(model: Any, windows: SplitWindows, batch_size: int = 1024) -> np.ndarray:

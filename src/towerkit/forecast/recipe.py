@@ -32,10 +32,10 @@ from towerkit.forecast.data import (
     ForecastData,
     ForecastDataConfig,
     SplitWindows,
-    WindowDataset,
     load_data,
     predict_scaled,
     to_raw,
+    training_datasets,
 )
 from towerkit.forecast.model import BaseKind, DualTowerForecaster, check_model_ranges, pinball
 
@@ -256,7 +256,7 @@ def train_for_epochs(
     torch.manual_seed(config.trainer.seed)
     model = build_model(config, data)
     joined: ConcatDataset[dict[str, torch.Tensor]] = ConcatDataset(
-        [WindowDataset(w) for w in windows]
+        training_datasets(windows, config.data.recency_halflife)
     )
     Trainer(model, trainer_config, joined, loss_fn=_loss_fn, run_dir=run_dir).fit()
     return model
@@ -276,7 +276,7 @@ def _train_member(
     trainer = Trainer(
         model,
         member.trainer,
-        WindowDataset(data.train),
+        training_datasets([data.train], config.data.recency_halflife)[0],
         loss_fn=_loss_fn,
         run_dir=member_dir,
         eval_fn=lambda m: _val_metrics(_unwrap(m), data),
