@@ -206,6 +206,8 @@ def main() -> None:
         f"model.per_target={str(config.model.per_target).lower()} (one network per target), "
         f"calibrate={str(config.calibrate).lower()} (the p10..p90 band moved to cover 80 % of "
         "the validation windows, split conformal), "
+        f"data.recency_halflife={config.data.recency_halflife:g} (a training window's weight in "
+        "the loss halves every that many months back from the latest; 0: all alike), "
         + _recalibrate_text(config.recalibrate)
         + ". Rows are "
         "(repository, target, cutoff) with a known, non-constant history; every method is "
