@@ -96,7 +96,9 @@ class MaseScaler:
         return out
 
     def update(self, df: pd.DataFrame) -> pd.DataFrame:
-        raise NotImplementedError
+        # MLForecast.update (new observations for the stored series) is not used here:
+        # predict(new_df=...) fits the scaler afresh on each cutoff's history
+        raise TypeError("MaseScaler: MLForecast.update is not supported; predict with new_df")
 
 
 def scalings() -> dict[str, Callable[[], list[Any]]]:

@@ -47,9 +47,8 @@ class Backtest:
     horizons: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> per h
     recalibrate: int = 0  # the dual tower's cutoffs recalibrated from this many known cutoffs
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> month -> MASE
-    repositories: dict[str, dict[str, float]] = field(
-        default_factory=dict
-    )  # method -> repo -> MASE
+    # method -> repository -> MASE over its rows
+    repositories: dict[str, dict[str, float]] = field(default_factory=dict)
     repository_rows: dict[str, int] = field(default_factory=dict)  # repo -> rows scored
 
     def overall(self, method: str) -> dict[str, float]:
