@@ -4,9 +4,7 @@ cutoff, and no month after a cutoff reaches that cutoff's forecast."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -17,18 +15,12 @@ from towerkit.forecast.backtest import build_rows
 from towerkit.forecast.dataset import Panel
 
 pytest.importorskip("mlforecast")
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "forecast_mlforecast.py"
 NAMES = ["activity", "stars"]
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("forecast_mlforecast_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("forecast_mlforecast.py")
 
 
 def make_panel(repos: int = 8, months: int = 40, seed: int = 0) -> Panel:

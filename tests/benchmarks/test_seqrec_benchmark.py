@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -11,17 +10,10 @@ import pytest
 
 from towerkit.rec.sequential.recipe import load_recipe_config
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seqrec.py"
-
 
 @pytest.fixture(scope="module")
-def seqrec() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("seqrec_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def seqrec(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("seqrec.py")
 
 
 def test_towerkit_batch_and_lr_default_to_recboles(seqrec: ModuleType) -> None:
