@@ -129,12 +129,14 @@ def run_backtest(
 
 
 def _add_repositories(result: Backtest, names: list[str]) -> None:
-    """Each full-set method's MASE per repository, and each repository's row count."""
+    """Each full-set method's MASE per repository, and each repository's row count (the same
+    rows for every method)."""
+    repos, counts = np.unique(result.rows.pairs[result.rows.window, 0], return_counts=True)
+    result.repository_rows = {names[r]: int(n) for r, n in zip(repos, counts, strict=True)}
     for method, forecast in result.forecasts.items():
         if method in result.scores:
             found = mase_by_repository(result.rows, forecast)
             result.repositories[method] = {names[r]: m for r, (_, m) in found.items()}
-            result.repository_rows = {names[r]: n for r, (n, _) in found.items()}
 
 
 def _repository_csv(result: Backtest) -> str:
