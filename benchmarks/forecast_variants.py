@@ -80,6 +80,12 @@ VARIANTS: dict[str, list[str]] = {
         "model.per_target=true",
         "data.recency_halflife=24",
     ],
+    # members of a look-back ensemble, each as the recipe otherwise (combine their saved
+    # quantiles, runs/bench/forecast-variants[-inner].npz, with --combine)
+    "recipe, lookback 12": ["ensemble=1", "data.lookback=12"],
+    "recipe, lookback 24": ["ensemble=1"],
+    "recipe, lookback 36": ["ensemble=1", "data.lookback=36"],
+    "recipe, lookback 48": ["ensemble=1", "data.lookback=48"],
     # scored twice: as trained and with the band's conformal shifts (seeds x 1 training)
     "base theta, one model per target, calibrated": [
         "model.base=theta",
@@ -106,6 +112,23 @@ def _quantiles(
     return model_forecast(name, rows, raw, model.config.quantiles).quantiles
 
 
+def _combined_lines(
+    rows: EvalRows, by_variant: dict[str, list[np.ndarray]], targets: list[str], seeds: int
+) -> list[str]:
+    """Table rows for the mean of every variant's quantiles, seed by seed and all together."""
+    each = [
+        _scores(rows, np.mean([q[s] for q in by_variant.values()], axis=0), targets)
+        for s in range(seeds)
+    ]
+    together = _scores(rows, np.mean([x for q in by_variant.values() for x in q], axis=0), targets)
+    mase = ", ".join(f"{e['mase']:.3f}" for e in each)
+    return [
+        f"| mean of the variants' quantiles, seed by seed | {mase} | "
+        f"{np.mean([e['mase'] for e in each]):.3f} | {together['mase']:.3f} | | "
+        f"{together['coverage']:.3f} | {together['pinball']:.3f} |"
+    ]
+
+
 def scored_windows(data: ForecastData, inner: bool) -> SplitWindows:
     if not inner:
         return data.val
@@ -119,6 +142,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     parser.add_argument("--inner", action="store_true", help="splits moved back (see above)")
+    parser.add_argument(
+        "--combine",
+        action="store_true",
+        help="also score the mean of the variants' quantiles, seed by seed (they must share rows)",
+    )
     args = parser.parse_args()
     shift = ["refit=false", "calibrate=false"]
     if args.inner:
@@ -132,6 +160,7 @@ def main() -> None:
     rows: EvalRows | None = None
     targets: list[str] = []
     theta_point, comb_point = np.zeros(0), np.zeros(0)
+    quantiles_by_variant: dict[str, list[np.ndarray]] = {}
     for name, overrides in chosen.items():
         per_seed, raws, plain = [], [], []
         for seed in range(args.seeds):
@@ -177,6 +206,7 @@ def main() -> None:
             seed_scores["seconds"] = time.perf_counter() - started
             per_seed.append(seed_scores)
             print(f"{name} seed {seed}: {seed_scores}", flush=True)
+        quantiles_by_variant[name] = raws
         ensemble = np.mean(raws, axis=0)
         blend = ensemble.copy()
         blend[..., 1] = 0.5 * ensemble[..., 1] + 0.5 * theta_point
@@ -229,6 +259,8 @@ def main() -> None:
                 f"| {name}, as trained | | | {un['mase']:.3f} | | "  # type: ignore[index]
                 f"{un['coverage']:.3f} | {un['pinball']:.3f} |"  # type: ignore[index]
             )
+    if args.combine:
+        lines += _combined_lines(rows, quantiles_by_variant, targets, args.seeds)
     for name, s in references.items():
         lines.append(f"| {name} | | | {s['mase']:.3f} | | | |")
     print("\n".join(lines))
