@@ -199,7 +199,8 @@ def main() -> None:
         "",
         f"Data: {with_text.data.description}. One global model; model selection (early stopping) "
         "on the validation cutoffs only; the test cutoffs are scored once, here. "
-        f"Recipe: model.base={config.model.base} (the median is that forecast + the network's "
+        f"Recipe: data.lookback={config.data.lookback} (months each window reads), "
+        f"model.base={config.model.base} (the median is that forecast + the network's "
         f"offset), refit={str(config.refit).lower()} (after early stopping, a fresh model trained "
         "on training + validation windows for the chosen epochs is the one scored), "
         f"ensemble={config.ensemble} (the mean of that many such models' quantiles), "
