@@ -1,6 +1,6 @@
 """Forecast recipe variants scored on the *validation* cutoffs only (never the test ones).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_variants.py [--seeds 3] [--only NAME ...] [--inner]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast_variants.py [--seeds 3] [--only NAME ...] [--inner [--back MONTHS]] [--combine]
 
 Trains each variant of the full recipe (configs/forecast/full.yaml plus the variant's
 overrides) with ``--seeds`` seeds (a variant with ``ensemble=K`` takes seeds k * K onwards
@@ -15,7 +15,8 @@ whatever it sets (a model refitted, or a band calibrated, on the validation wind
 scored on them). ``--inner`` judges ``refit``
 honestly: every split moves back so that the recipe's validation cutoffs become the first
 test cutoffs (selection and the refit's epoch count come from the 6 cutoffs before them), and
-the models are scored on those validation cutoffs.
+the models are scored on those validation cutoffs. ``--back MONTHS`` moves every split that
+many months further back again, to see whether a choice holds at an earlier origin.
 """
 
 from __future__ import annotations
@@ -80,10 +81,10 @@ VARIANTS: dict[str, list[str]] = {
         "model.per_target=true",
         "data.recency_halflife=24",
     ],
-    # members of a look-back ensemble, each as the recipe otherwise (combine their saved
-    # quantiles, runs/bench/forecast-variants[-inner].npz, with --combine)
+    # the recipe (single models) at four look-backs; --combine also scores the mean of the
+    # variants' quantiles, a look-back ensemble
     "recipe, lookback 12": ["ensemble=1", "data.lookback=12"],
-    "recipe, lookback 24": ["ensemble=1"],
+    "recipe, lookback 24": ["ensemble=1", "data.lookback=24"],
     "recipe, lookback 36": ["ensemble=1", "data.lookback=36"],
     "recipe, lookback 48": ["ensemble=1", "data.lookback=48"],
     # scored twice: as trained and with the band's conformal shifts (seeds x 1 training)
@@ -143,15 +144,23 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variant names (default: all)")
     parser.add_argument("--inner", action="store_true", help="splits moved back (see above)")
     parser.add_argument(
+        "--back", type=int, default=0, help="with --inner: months to move every split back further"
+    )
+    parser.add_argument(
         "--combine",
         action="store_true",
         help="also score the mean of the variants' quantiles, seed by seed (they must share rows)",
     )
     args = parser.parse_args()
     shift = ["refit=false", "calibrate=false"]
+    if args.back and not args.inner:
+        parser.error("--back needs --inner")
+    if args.back < 0:
+        parser.error(f"--back: expected months >= 0, got {args.back}")
     if args.inner:
         d = load_recipe(args.config).data
-        shift = [f"data.n_test_cutoffs={d.n_test_cutoffs + d.n_val_cutoffs + d.horizon - 1}"]
+        moved = d.n_test_cutoffs + d.n_val_cutoffs + d.horizon - 1 + args.back
+        shift = [f"data.n_test_cutoffs={moved}"]
     torch.set_num_threads(1)
     out_root = ROOT / "runs" / "bench" / "forecast-variants"
     registry = ModelRegistry(out_root / "registry.db")
@@ -236,6 +245,7 @@ def main() -> None:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, 1 thread"
         + (", inner splits" if args.inner else "")
+        + (f" moved {args.back} months further back" if args.back else "")
     )
     lines = [
         f"validation rows: {len(rows)}; {stamp}",
@@ -268,7 +278,12 @@ def main() -> None:
         ROOT
         / "runs"
         / "bench"
-        / ("forecast-variants" + ("-inner" if args.inner else "") + ".json"),
+        / (
+            "forecast-variants"
+            + ("-inner" if args.inner else "")
+            + (f"-back{args.back}" if args.back else "")
+            + ".json"
+        ),
         {"stamp": stamp, "variants": results, "references": references, "table": lines},
     )
 
