@@ -87,6 +87,7 @@ VARIANTS: dict[str, list[str]] = {
     "recipe, lookback 24": ["ensemble=1", "data.lookback=24"],
     "recipe, lookback 36": ["ensemble=1", "data.lookback=36"],
     "recipe, lookback 48": ["ensemble=1", "data.lookback=48"],
+    "recipe, no recency weighting": ["ensemble=1", "data.recency_halflife=0"],
     # scored twice: as trained and with the band's conformal shifts (seeds x 1 training)
     "base theta, one model per target, calibrated": [
         "model.base=theta",
