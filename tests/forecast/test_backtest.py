@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from towerkit.core.errors import ConfigError
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
@@ -19,8 +21,10 @@ from towerkit.forecast.backtest import (
     per_horizon,
     score,
 )
+from towerkit.forecast.baselines import BASELINES, THETA_VARIANTS, forecast_cutoff, make_models
 from towerkit.forecast.client import read_repo_list
 from towerkit.forecast.dataset import TARGETS, build_table, read_panel, write_table
+from towerkit.forecast.recipe import load_recipe
 from towerkit.forecast.windows import window_index
 
 
@@ -59,6 +63,40 @@ def test_baseline_forecasts_cover_the_subset_with_or_without_a_bar(
     last = np.array([h[-1] for h in rows.histories])
     np.testing.assert_allclose(shown["Naive"].point[subset], np.repeat(last[subset, None], 3, 1))
     assert np.isnan(shown["Naive"].quantiles[1::2]).all()
+
+
+def test_the_theta_family_forecasts_with_the_season_and_an_ordered_band() -> None:
+    models = make_models([*BASELINES, *THETA_VARIANTS], season=12)
+    assert [type(m).__name__ for m in models] == [*BASELINES, *THETA_VARIANTS]
+    assert all(m.season_length == 12 for m in models if type(m).__name__ != "Naive")
+    months = np.arange(48)
+    seasonal = [50 + 0.5 * months + 10 * np.sin(2 * np.pi * (months + k) / 12) for k in range(3)]
+    found, _ = forecast_cutoff(seasonal, list(THETA_VARIANTS), 3, pd.Timestamp("2021-12-01"))
+    for name in THETA_VARIANTS:
+        assert found[name].shape == (3, 3, 3)
+        assert np.isfinite(found[name]).all()
+        assert (np.diff(found[name], axis=-1) >= 0).all()  # p10 <= point <= p90
+    # the variants are different models, not one under three names
+    points = [found[name][:, :, 1] for name in THETA_VARIANTS]
+    assert not np.allclose(points[0], points[2])
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "name"),
+    [
+        ("eval.baselines=[Naive,Thetta]", "eval.baselines", "Thetta"),
+        ("eval.sample_baselines=[DOTM]", "eval.sample_baselines", "DOTM"),
+    ],
+)
+def test_a_misspelt_baseline_is_refused_when_the_recipe_loads(
+    override: str, key: str, name: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{key}: unknown model '{name}'; expected some of"):
+        load_recipe(None, [override])
+    assert load_recipe(None, ["eval.baselines=[Theta,DynamicOptimizedTheta]"]).eval.baselines == [
+        "Theta",
+        "DynamicOptimizedTheta",
+    ]
 
 
 def _synthetic_rows(repos: int, per_repo: int, seed: int = 0) -> EvalRows:

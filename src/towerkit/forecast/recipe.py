@@ -28,6 +28,7 @@ from towerkit.core.registry import ModelRegistry, ModelVersion
 from towerkit.core.run import finish_run, start_run
 from towerkit.core.trainer import TrainerConfig
 from towerkit.forecast import model as _model  # noqa: F401  (registers the dual tower)
+from towerkit.forecast.baselines import check_names
 from towerkit.forecast.data import (
     ForecastData,
     ForecastDataConfig,
@@ -71,6 +72,11 @@ class ForecastEvalConfig:
     sample_size: int = 200
     ablations: bool = True  # blank and shuffled text for a model with a text tower
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # when the recipe loads: a misspelt baseline should not wait for a trained model
+        check_names(self.baselines, "eval.baselines")
+        check_names(self.sample_baselines, "eval.sample_baselines")
 
 
 @dataclass
