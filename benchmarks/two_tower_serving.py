@@ -85,8 +85,9 @@ async def load(
                 try:
                     response = await client.post("/recommend", json={"user_id": user, "k": K})
                 except httpx.TransportError:
-                    # a loopback connection reset under full load (about one 20 s run in ten
-                    # on the 2-core machine): counted as an error, and the run goes on
+                    # a reset connection (about one 20 s run in ten on the 2-core machine while
+                    # the server closed idle connections after uvicorn's default 5 s, httpx's own
+                    # expiry; `rec serve --keep-alive` is 75 s now): an error, and the run goes on
                     errors += record
                     continue
                 if record:

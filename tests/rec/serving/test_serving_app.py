@@ -5,6 +5,7 @@ registry rollback; a real uvicorn process over HTTP."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -219,12 +220,35 @@ def test_serve_refuses_bad_options_in_one_line(
     )
     assert main(["rec", "serve", "--model", "no-such-model"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+    assert main(["rec", "serve", "--keep-alive", "0"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --keep-alive 0: expected whole seconds >= 1")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _idle_connection_open_after(port: int, seconds: float) -> bool:
+    """One keep-alive request on a raw socket, then ``seconds`` idle: is it still open?"""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200"), head[:80]
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        assert length, head
+        while len(body) < int(length.group(1)):  # the whole answer, so what follows is a close
+            body += sock.recv(65536)
+        time.sleep(seconds)
+        sock.setblocking(False)
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""  # b"": the server closed it
+        except BlockingIOError:
+            return True  # nothing to read and not closed
 
 
 def test_uvicorn_process_answers_over_http(tiny_home: TinyModels, bundle: TwoTowerBundle) -> None:
@@ -251,6 +275,7 @@ def test_uvicorn_process_answers_over_http(tiny_home: TinyModels, bundle: TwoTow
         assert len(items) == 10 and not {i["item_id"] for i in items} & bundle.seen_items("2")
         bad = httpx.post(f"{url}/recommend", json={"user": "2"}, timeout=30)
         assert bad.status_code == 422 and "body.user: Extra inputs" in bad.json()["detail"]
+        assert _idle_connection_open_after(port, seconds=6.0)  # uvicorn's own default: 5 s
     finally:
         server.send_signal(signal.SIGINT)
         try:

@@ -15,6 +15,10 @@ from rich.console import Console
 from towerkit.core.errors import TowerkitError
 
 console = Console(soft_wrap=True)
+# uvicorn's default is 5 s, the same as httpx's pool expiry: a server closing an idle connection
+# just as a client reuses it resets that request. Clients close their idle connections first
+# when the server waits longer (75 s also outlasts a load balancer's usual 60 s idle limit).
+KEEP_ALIVE_SECONDS = 75
 
 
 def serve_command(
@@ -31,6 +35,11 @@ def serve_command(
         1, "--threads", help="torch and FAISS threads per request (requests run in parallel)"
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+    keep_alive: int = typer.Option(
+        KEEP_ALIVE_SECONDS,
+        "--keep-alive",
+        help="seconds an idle connection stays open; keep it above the clients' own idle limit",
+    ),
 ) -> None:
     """HTTP top-K recommendations: GET /health, POST /recommend, POST /reload."""
     import faiss
@@ -44,6 +53,8 @@ def serve_command(
         raise TowerkitError(f"--port {port}: expected 0..65535")
     if threads < 1:
         raise TowerkitError(f"--threads {threads}: expected a positive integer")
+    if keep_alive < 1:
+        raise TowerkitError(f"--keep-alive {keep_alive}: expected whole seconds >= 1")
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     service = RecService(model, index, target_recall=target_recall)
@@ -55,7 +66,14 @@ def serve_command(
         f"{report['recall']:.3f} vs exact"
     )
     app = create_app(service, threads=threads)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=access_log,
+        log_level="info",
+        timeout_keep_alive=keep_alive,
+    )
 
 
 def export_model_command(
