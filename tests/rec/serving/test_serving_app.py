@@ -11,7 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -251,31 +254,25 @@ def _idle_connection_open_after(port: int, seconds: float) -> bool:
             return True  # nothing to read and not closed
 
 
-def test_uvicorn_process_answers_over_http(tiny_home: TinyModels, bundle: TwoTowerBundle) -> None:
+@contextmanager
+def _rec_serve(*options: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``towerkit rec serve`` in its own process: its port and first /health answer."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "towerkit.cli", "rec", "serve", "--port", str(port)]
-    command += ["--index", "hnsw", "--no-access-log"]
+    command += ["--no-access-log", *options]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
             try:
-                health = httpx.get(f"{url}/health", timeout=2).json()
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "rec serve did not answer within 180 s"
                 time.sleep(0.5)
-        assert health["version"] == tiny_home.v2 and health["index"]["kind"] == "hnsw"
-        response = httpx.post(f"{url}/recommend", json={"user_id": "2", "k": 10}, timeout=30)
-        assert response.status_code == 200
-        items = response.json()["items"]
-        assert len(items) == 10 and not {i["item_id"] for i in items} & bundle.seen_items("2")
-        bad = httpx.post(f"{url}/recommend", json={"user": "2"}, timeout=30)
-        assert bad.status_code == 422 and "body.user: Extra inputs" in bad.json()["detail"]
-        assert _idle_connection_open_after(port, seconds=6.0)  # uvicorn's own default: 5 s
+        yield port, health
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -285,6 +282,26 @@ def test_uvicorn_process_answers_over_http(tiny_home: TinyModels, bundle: TwoTow
             server.wait()
         if server.stdout:
             server.stdout.close()
+
+
+def test_uvicorn_process_answers_over_http(tiny_home: TinyModels, bundle: TwoTowerBundle) -> None:
+    with _rec_serve("--index", "hnsw") as (port, health):
+        url = f"http://127.0.0.1:{port}"
+        assert health["version"] == tiny_home.v2 and health["index"]["kind"] == "hnsw"
+        response = httpx.post(f"{url}/recommend", json={"user_id": "2", "k": 10}, timeout=30)
+        assert response.status_code == 200
+        items = response.json()["items"]
+        assert len(items) == 10 and not {i["item_id"] for i in items} & bundle.seen_items("2")
+        bad = httpx.post(f"{url}/recommend", json={"user": "2"}, timeout=30)
+        assert bad.status_code == 422 and "body.user: Extra inputs" in bad.json()["detail"]
+        # idle past uvicorn's own default (5 s, httpx's pool expiry too): still open
+        assert _idle_connection_open_after(port, seconds=6.0)
+
+
+def test_keep_alive_closes_a_connection_idle_that_long(tiny_home: TinyModels) -> None:
+    with _rec_serve("--keep-alive", "1") as (port, _):
+        assert _idle_connection_open_after(port, seconds=0.2)
+        assert not _idle_connection_open_after(port, seconds=2.5)
 
 
 def test_like_probability_false_skips_the_like_model_and_keeps_the_ranking(
