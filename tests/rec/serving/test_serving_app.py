@@ -233,19 +233,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _received(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    assert chunk, "rec serve closed the connection before its answer was complete"
+    return chunk
+
+
 def _idle_connection_open_after(port: int, seconds: float) -> bool:
     """One keep-alive request on a raw socket, then ``seconds`` idle: is it still open?"""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = b""
         while b"\r\n\r\n" not in answer:
-            answer += sock.recv(65536)
+            answer += _received(sock)
         head, body = answer.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 200"), head[:80]
         length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
         assert length, head
         while len(body) < int(length.group(1)):  # the whole answer, so what follows is a close
-            body += sock.recv(65536)
+            body += _received(sock)
         time.sleep(seconds)
         sock.setblocking(False)
         try:
