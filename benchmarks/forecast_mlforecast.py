@@ -214,9 +214,11 @@ def forecast_rows(
     target_idx: list[int],
     names: list[str],
     h: int,
+    name: str = NAME,
 ) -> MethodForecast:
     """``model_at(cutoff)``'s (p10, p50, p90) for every row: at each cutoff, from each series'
-    history up to that cutoff (``new_df``), so nothing after a cutoff reaches its forecast."""
+    history up to that cutoff (``new_df``), so nothing after a cutoff reaches its forecast. Any
+    model with mlforecast's ``predict(h=, new_df=)`` returning p10, p50 and p90 columns will do."""
     out = np.full((len(rows), h, 3), np.nan)
     cutoffs = rows.cutoffs()
     for cutoff in np.unique(cutoffs):
@@ -233,7 +235,7 @@ def forecast_rows(
             repo = int(rows.pairs[rows.window[i], 0])
             out[i] = by_id[f"{repo}:{int(rows.target[i])}"]
     # quantile models are fitted apart and may cross; counts and scores are >= 0
-    return MethodForecast(NAME, np.clip(np.sort(out, axis=-1), 0.0, None))
+    return MethodForecast(name, np.clip(np.sort(out, axis=-1), 0.0, None))
 
 
 def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, list[dict[str, Any]]]:
