@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
-import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -44,25 +41,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecast_anchor import (  # benchmarks/ is sys.path[0] when run
+    KEYS,
+    LEVELS,
+    compare,
+    forecast_rows,
+    long_frame,
+    markdown,
+    print_test,
+    run_facts,
+    train_dual_tower,
+)
 from towerkit.core.io import write_json_atomic
-from towerkit.core.registry import ModelRegistry
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
     baseline_forecasts,
     build_rows,
-    mase_ratio,
     score,
 )
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.evaluation import run_backtest
-from towerkit.forecast.recipe import default_config_path, load_recipe, train
+from towerkit.forecast.recipe import default_config_path
 from towerkit.forecast.windows import window_index
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench" / "forecast-mlforecast"
 NAME = "mlforecast LightGBM"
-LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 
 
 class MaseScaler:
@@ -120,28 +125,6 @@ def scalings() -> dict[str, Callable[[], list[Any]]]:
         "log1p + standard": lambda: [log1p(), LocalStandardScaler()],
         "changes (differences), mase": lambda: [Differences([1]), MaseScaler()],
     }
-
-
-def long_frame(panel: Panel, target_idx: list[int], names: list[str], end: int) -> pd.DataFrame:
-    """Every (repository, target) series from its first month to grid position ``end``; a series
-    with a missing metric file (NaN) or under 2 months is left out, as the backtest leaves out
-    its rows."""
-    stamps = pd.date_range(panel.label(0) + "-01", periods=panel.n_months, freq="MS")
-    parts = []
-    for r in range(len(panel.repos)):
-        start = int(panel.first[r])
-        if end - start + 1 < 2:
-            continue
-        for t, feature in enumerate(target_idx):
-            y = panel.values[r, start : end + 1, feature]
-            if np.isnan(y).any():
-                continue
-            frame = pd.DataFrame({"ds": stamps[start : end + 1], "y": y})
-            frame["unique_id"], frame["metric"] = f"{r}:{t}", names[t]
-            parts.append(frame)
-    df = pd.concat(parts, ignore_index=True)
-    df["metric"] = pd.Categorical(df["metric"], categories=names)
-    return df[["unique_id", "ds", "y", "metric"]]
 
 
 # LightGBM settings tried on validation with the best scaling; the first is the default
@@ -207,37 +190,6 @@ class Anchor:
         return model
 
 
-def forecast_rows(
-    model_at: Callable[[int], Any],
-    panel: Panel,
-    rows: EvalRows,
-    target_idx: list[int],
-    names: list[str],
-    h: int,
-    name: str = NAME,
-) -> MethodForecast:
-    """``model_at(cutoff)``'s (p10, p50, p90) for every row: at each cutoff, from each series'
-    history up to that cutoff (``new_df``), so nothing after a cutoff reaches its forecast. Any
-    model with mlforecast's ``predict(h=, new_df=)`` returning p10, p50 and p90 columns will do."""
-    out = np.full((len(rows), h, 3), np.nan)
-    cutoffs = rows.cutoffs()
-    for cutoff in np.unique(cutoffs):
-        history = long_frame(panel, target_idx, names, int(cutoff))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = model_at(int(cutoff)).predict(h=h, new_df=history)
-        found = found.sort_values(["unique_id", "ds"])
-        by_id = {
-            uid: group[list(LEVELS)].to_numpy(dtype=np.float64)
-            for uid, group in found.groupby("unique_id", sort=False)
-        }
-        for i in np.flatnonzero(cutoffs == cutoff):
-            repo = int(rows.pairs[rows.window[i], 0])
-            out[i] = by_id[f"{repo}:{int(rows.target[i])}"]
-    # quantile models are fitted apart and may cross; counts and scores are >= 0
-    return MethodForecast(name, np.clip(np.sort(out, axis=-1), 0.0, None))
-
-
 def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, list[dict[str, Any]]]:
     """Validation windows only: every scaling with the default setting, then every setting with
     the best scaling; the lowest overall MASE wins. Theta's on the same rows for reference."""
@@ -250,7 +202,7 @@ def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, lis
     def judge(anchor: Anchor) -> float:
         started = time.perf_counter()
         model = anchor.fit(panel, data.target_idx, names, splits.val[0])
-        found = forecast_rows(lambda _: model, panel, rows, data.target_idx, names, h)
+        found = forecast_rows(lambda _: model, panel, rows, data.target_idx, names, h, NAME)
         overall = score(rows, found, names)["overall"]
         seconds = time.perf_counter() - started
         table.append({"scaling": anchor.scaling, "setting": anchor.setting, **overall})
@@ -272,11 +224,6 @@ def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, lis
     return best, table
 
 
-def markdown(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in body)])
-
-
 def test_read(
     config: Any, trained: Any, anchor: Anchor
 ) -> tuple[EvalRows, dict[str, MethodForecast]]:
@@ -288,31 +235,25 @@ def test_read(
     rows = backtest.rows
     panel, idx = data.panel, data.target_idx
     once = anchor.fit(panel, idx, names, data.splits.test[0])
-    trained_once = forecast_rows(lambda _: once, panel, rows, idx, names, h)
-    refitted = forecast_rows(lambda c: anchor.fit(panel, idx, names, c), panel, rows, idx, names, h)
+    trained_once = forecast_rows(lambda _: once, panel, rows, idx, names, h, NAME)
+    refit = forecast_rows(
+        lambda c: anchor.fit(panel, idx, names, c), panel, rows, idx, names, h, NAME
+    )
     forecasts = backtest.forecasts
     return rows, {
         "dual tower": forecasts["dual tower"],
         f"{NAME}, trained once": trained_once,
-        f"{NAME}, refitted every cutoff": refitted,
+        f"{NAME}, refitted every cutoff": refit,
         "Theta": forecasts["Theta"],
     }
 
 
 def report(result: dict[str, Any], names: list[str]) -> None:
-    keys = ["mase", "smape", "mae", "pinball", "coverage"]
     body = [
-        [r["scaling"], r["setting"], *(f"{r[k]:.4g}" for k in keys)] for r in result["validation"]
+        [r["scaling"], r["setting"], *(f"{r[k]:.4g}" for k in KEYS)] for r in result["validation"]
     ]
-    print(markdown(["scaling (validation)", "LightGBM", *keys], body) + "\n")
-    ratios = result["ratio_to_theta"]
-    body = [
-        [n, *(f"{s[k]:.4g}" for k in keys), ratios.get(n, "1")] for n, s in result["test"].items()
-    ]
-    print(markdown(["method (test)", *keys, "MASE / Theta"], body) + "\n")
-    per_target = result["per_target"]
-    body = [[t, *(f"{per_target[n][t]:.3f}" for n in per_target)] for t in names]
-    print(markdown(["target (test MASE)", *per_target], body))
+    print(markdown(["scaling (validation)", "LightGBM", *KEYS], body) + "\n")
+    print_test(result, names)
     chosen, minutes = result["chosen"], result["seconds"] / 60
     print(
         f"\n{result['rows']} rows; chosen: {chosen['scaling']}, {chosen['setting']}; {minutes:.1f} min"
@@ -331,31 +272,20 @@ def main() -> None:
         raise SystemExit(
             "forecast_mlforecast: needs mlforecast: .venv/bin/pip install -e '.[bench]'"
         ) from missing
-    started, date = time.perf_counter(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    overrides = ["eval.baselines=[Theta]", "eval.ablations=false", "eval.sample_size=0"]
-    config = load_recipe(args.config, overrides)
-    config.trainer.progress = False
-    registry = ModelRegistry(OUT / "registry.db")
-    trained = train(config, registry=registry, runs_root=OUT, progress=False)
+    started, facts = time.perf_counter(), run_facts()
+    config, trained = train_dual_tower(args.config, OUT)
     chosen, validation = select(config, trained.data, args.threads, args.seed)
     rows, methods = test_read(config, trained, chosen)
-    names = config.data.targets
-    scores = {n: score(rows, f, names) for n, f in methods.items()}
-    ratios = {n: mase_ratio(rows, f, methods["Theta"]) for n, f in methods.items() if n != "Theta"}
     result = {
-        "date": date,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        **facts,
         "mlforecast": mlforecast.__version__,
         "chosen": {"scaling": chosen.scaling, "setting": chosen.setting},
         "validation": validation,
-        "test": {n: s["overall"] for n, s in scores.items()},
-        "per_target": {n: {t: s[t]["mase"] for t in names} for n, s in scores.items()},
-        "ratio_to_theta": {n: str(r) for n, r in ratios.items()},
+        **compare(rows, methods, config.data.targets),
         "seconds": time.perf_counter() - started,
-        "rows": len(rows),
     }
     write_json_atomic(ROOT / "runs" / "bench" / "forecast-mlforecast.json", result)
-    report(result, names)
+    report(result, config.data.targets)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,7 @@ registry go to runs/bench/forecast-neuralforecast/.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import os
-import platform
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,20 +39,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecast_mlforecast import LEVELS, forecast_rows, long_frame, markdown  # benchmarks/ on path
+from forecast_anchor import (  # benchmarks/ is sys.path[0] when run
+    KEYS,
+    LEVELS,
+    compare,
+    forecast_rows,
+    long_frame,
+    markdown,
+    print_test,
+    run_facts,
+    train_dual_tower,
+)
 from towerkit.core.io import write_json_atomic
-from towerkit.core.registry import ModelRegistry
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
     baseline_forecasts,
     build_rows,
-    mase_ratio,
     score,
 )
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.evaluation import run_backtest
-from towerkit.forecast.recipe import default_config_path, load_recipe, train
+from towerkit.forecast.recipe import default_config_path
 from towerkit.forecast.windows import window_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +165,9 @@ def select(config: Any, data: Any, threads: int) -> tuple[Candidate, list[dict[s
         fitted = Anchor(candidate, [0], h, threads).fit(
             panel, data.target_idx, names, splits.val[0]
         )
-        forecast = forecast_rows(lambda _, a=fitted: a, panel, rows, data.target_idx, names, h)
+        forecast = forecast_rows(
+            lambda _, a=fitted: a, panel, rows, data.target_idx, names, h, candidate.label
+        )
         overall = score(rows, forecast, names)["overall"]
         seconds = time.perf_counter() - started
         table.append({"method": candidate.label, "seconds": seconds, **overall})
@@ -188,20 +195,12 @@ def test_read(
 
 
 def report(result: dict[str, Any], names: list[str]) -> None:
-    keys = ["mase", "smape", "mae", "pinball", "coverage"]
     body = [
-        [r["method"], *(f"{r[k]:.4g}" for k in keys), f"{r['seconds']:.0f}"]
+        [r["method"], *(f"{r[k]:.4g}" for k in KEYS), f"{r['seconds']:.0f}"]
         for r in result["validation"]
     ]
-    print(markdown(["method (validation)", *keys, "fit + forecast s"], body) + "\n")
-    ratios = result["ratio_to_theta"]
-    body = [
-        [n, *(f"{s[k]:.4g}" for k in keys), ratios.get(n, "1")] for n, s in result["test"].items()
-    ]
-    print(markdown(["method (test)", *keys, "MASE / Theta"], body) + "\n")
-    per_target = result["per_target"]
-    body = [[t, *(f"{per_target[n][t]:.3f}" for n in per_target)] for t in names]
-    print(markdown(["target (test MASE)", *per_target], body))
+    print(markdown(["method (validation)", *KEYS, "fit + forecast s"], body) + "\n")
+    print_test(result, names)
     minutes = result["seconds"] / 60
     print(f"\n{result['rows']} rows; chosen: {result['chosen']}; {minutes:.1f} min")
 
@@ -231,32 +230,21 @@ def main() -> None:
             "forecast_neuralforecast: needs neuralforecast: .venv/bin/pip install -e '.[bench]'"
         ) from missing
     quiet_lightning()
-    started, date = time.perf_counter(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    overrides = ["eval.baselines=[Theta]", "eval.ablations=false", "eval.sample_size=0"]
-    config = load_recipe(args.config, overrides)
-    config.trainer.progress = False
-    registry = ModelRegistry(OUT / "registry.db")
-    trained = train(config, registry=registry, runs_root=OUT, progress=False)
+    started, facts = time.perf_counter(), run_facts()
+    config, trained = train_dual_tower(args.config, OUT)
     chosen, validation = select(config, trained.data, args.threads)
     anchor = Anchor(chosen, list(range(args.seeds)), config.data.horizon, args.threads)
     rows, methods = test_read(config, trained, anchor)
-    names = config.data.targets
-    scores = {n: score(rows, f, names) for n, f in methods.items()}
-    ratios = {n: mase_ratio(rows, f, methods["Theta"]) for n, f in methods.items() if n != "Theta"}
     result = {
-        "date": date,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        **facts,
         "neuralforecast": neuralforecast.__version__,
         "chosen": f"{chosen.label}, mean of {args.seeds} seed(s)",
         "validation": validation,
-        "test": {n: s["overall"] for n, s in scores.items()},
-        "per_target": {n: {t: s[t]["mase"] for t in names} for n, s in scores.items()},
-        "ratio_to_theta": {n: str(r) for n, r in ratios.items()},
+        **compare(rows, methods, config.data.targets),
         "seconds": time.perf_counter() - started,
-        "rows": len(rows),
     }
     write_json_atomic(ROOT / "runs" / "bench" / "forecast-neuralforecast.json", result)
-    report(result, names)
+    report(result, config.data.targets)
 
 
 if __name__ == "__main__":

@@ -15,25 +15,12 @@ from towerkit.forecast.backtest import build_rows
 from towerkit.forecast.dataset import Panel
 
 pytest.importorskip("mlforecast")
-NAMES = ["activity", "stars"]
+NAMES = ["activity", "stars"]  # conftest.ANCHOR_TARGETS
 
 
 @pytest.fixture(scope="module")
 def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
     return load_benchmark("forecast_mlforecast.py")
-
-
-def make_panel(repos: int = 8, months: int = 40, seed: int = 0) -> Panel:
-    """Random-walk counts; repository 1 starts 10 months late, repository 2 lacks stars."""
-    rng = np.random.default_rng(seed)
-    steps = rng.normal(0.5, 3.0, size=(repos, months, len(NAMES)))
-    values = np.maximum(0.0, 20.0 + np.cumsum(steps, axis=1)).round()
-    first = np.zeros(repos, dtype=np.int64)
-    first[1] = 10
-    values[1, :10] = np.nan
-    values[2, :, 1] = np.nan
-    orgs = [[""] * months for _ in range(repos)]
-    return Panel([f"o/r{i}" for i in range(repos)], NAMES, 2019 * 12, values, first, orgs)
 
 
 def test_mase_scaler_inverts_exactly_and_scales_by_the_mean_absolute_change(
@@ -57,8 +44,10 @@ def test_mase_scaler_inverts_exactly_and_scales_by_the_mean_absolute_change(
     np.testing.assert_allclose(back["p50"], df["y"])
 
 
-def test_long_frame_ends_at_the_cutoff_and_leaves_out_missing_series(bench: ModuleType) -> None:
-    panel = make_panel()
+def test_long_frame_ends_at_the_cutoff_and_leaves_out_missing_series(
+    bench: ModuleType, anchor_panel: Panel
+) -> None:
+    panel = anchor_panel
     df = bench.long_frame(panel, [0, 1], NAMES, end=25)
     assert df["ds"].max() == pd.Timestamp("2021-02-01")  # grid position 25 of 2019-01..
     assert "2:1" not in set(df["unique_id"])  # repository 2 has no stars
@@ -67,23 +56,29 @@ def test_long_frame_ends_at_the_cutoff_and_leaves_out_missing_series(bench: Modu
     np.testing.assert_array_equal(late["y"], panel.values[1, 10:26, 0])
 
 
-def test_no_month_after_a_cutoff_reaches_its_forecast(bench: ModuleType) -> None:
-    panel = make_panel()
+def test_no_month_after_a_cutoff_reaches_its_forecast(
+    bench: ModuleType, anchor_panel: Panel
+) -> None:
+    panel = anchor_panel
     anchor = bench.Anchor("changes (differences), mase", bench.DEFAULT, 1, 0, 3)
     model = anchor.fit(panel, [0, 1], NAMES, end=28)
     pairs = np.array([(r, c) for c in (30, 33) for r in range(len(panel.repos))])
     rows = build_rows(panel, pairs, [0, 1], 3)
-    before = bench.forecast_rows(lambda _: model, panel, rows, [0, 1], NAMES, 3).quantiles
+    before = bench.forecast_rows(lambda _: model, panel, rows, [0, 1], NAMES, 3, "anchor").quantiles
     assert before.shape == (len(rows), 3, 3) and np.isfinite(before).all()
     assert (np.diff(before, axis=-1) >= 0).all()  # p10 <= p50 <= p90
     values = panel.values.copy()
     values[:, 31:] = values[:, 31:] * 7.0 + 1000.0
     later_panel = dataclasses.replace(panel, values=values)
-    later = bench.forecast_rows(lambda _: model, later_panel, rows, [0, 1], NAMES, 3).quantiles
+    later = bench.forecast_rows(
+        lambda _: model, later_panel, rows, [0, 1], NAMES, 3, "anchor"
+    ).quantiles
     at_30 = rows.cutoffs() == 30
     np.testing.assert_array_equal(later[at_30], before[at_30])
     assert not np.allclose(later[~at_30], before[~at_30])
     # nor does it reach the fit: the same anchor fitted on the changed panel up to month 28
     refitted = anchor.fit(later_panel, [0, 1], NAMES, end=28)
-    again = bench.forecast_rows(lambda _: refitted, panel, rows, [0, 1], NAMES, 3).quantiles
+    again = bench.forecast_rows(
+        lambda _: refitted, panel, rows, [0, 1], NAMES, 3, "anchor"
+    ).quantiles
     np.testing.assert_array_equal(again, before)

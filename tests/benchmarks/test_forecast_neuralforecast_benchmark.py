@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -15,30 +14,14 @@ from towerkit.forecast.backtest import build_rows
 from towerkit.forecast.dataset import Panel
 
 pytest.importorskip("neuralforecast")
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-NAMES = ["activity", "stars"]
+NAMES = ["activity", "stars"]  # conftest.ANCHOR_TARGETS
 
 
 @pytest.fixture(scope="module")
 def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCHMARKS))  # it imports forecast_mlforecast, as when run
-        module = load_benchmark("forecast_neuralforecast.py")
+    module = load_benchmark("forecast_neuralforecast.py")
     module.quiet_lightning()
     return module
-
-
-def make_panel(repos: int = 6, months: int = 40, seed: int = 0) -> Panel:
-    """Random-walk counts; repository 1 starts 10 months late, repository 2 lacks stars."""
-    rng = np.random.default_rng(seed)
-    steps = rng.normal(0.5, 3.0, size=(repos, months, len(NAMES)))
-    values = np.maximum(0.0, 20.0 + np.cumsum(steps, axis=1)).round()
-    first = np.zeros(repos, dtype=np.int64)
-    first[1] = 10
-    values[1, :10] = np.nan
-    values[2, :, 1] = np.nan
-    orgs = [[""] * months for _ in range(repos)]
-    return Panel([f"o/r{i}" for i in range(repos)], NAMES, 2019 * 12, values, first, orgs)
 
 
 def tiny_anchor(bench: ModuleType, seeds: list[int]) -> object:
@@ -46,28 +29,36 @@ def tiny_anchor(bench: ModuleType, seeds: list[int]) -> object:
     return bench.Anchor(candidate, seeds, 3, 1)
 
 
-def test_no_month_after_a_cutoff_reaches_its_forecast_or_the_fit(bench: ModuleType) -> None:
-    panel = make_panel()
+def test_no_month_after_a_cutoff_reaches_its_forecast_or_the_fit(
+    bench: ModuleType, anchor_panel: Panel
+) -> None:
+    panel = anchor_panel
     anchor = tiny_anchor(bench, [0]).fit(panel, [0, 1], NAMES, end=28)
     pairs = np.array([(r, c) for c in (30, 33) for r in range(len(panel.repos))])
     rows = build_rows(panel, pairs, [0, 1], 3)
-    before = bench.forecast_rows(lambda _: anchor, panel, rows, [0, 1], NAMES, 3).quantiles
+    before = bench.forecast_rows(
+        lambda _: anchor, panel, rows, [0, 1], NAMES, 3, "anchor"
+    ).quantiles
     assert before.shape == (len(rows), 3, 3) and np.isfinite(before).all()
     assert (np.diff(before, axis=-1) >= 0).all() and (before >= 0).all()
     values = panel.values.copy()
     values[:, 31:] = values[:, 31:] * 7.0 + 1000.0
     later_panel = dataclasses.replace(panel, values=values)
-    later = bench.forecast_rows(lambda _: anchor, later_panel, rows, [0, 1], NAMES, 3).quantiles
+    later = bench.forecast_rows(
+        lambda _: anchor, later_panel, rows, [0, 1], NAMES, 3, "anchor"
+    ).quantiles
     at_30 = rows.cutoffs() == 30
     np.testing.assert_allclose(later[at_30], before[at_30], rtol=1e-6)
     assert not np.allclose(later[~at_30], before[~at_30])
     refitted = tiny_anchor(bench, [0]).fit(later_panel, [0, 1], NAMES, end=28)
-    again = bench.forecast_rows(lambda _: refitted, panel, rows, [0, 1], NAMES, 3).quantiles
+    again = bench.forecast_rows(
+        lambda _: refitted, panel, rows, [0, 1], NAMES, 3, "anchor"
+    ).quantiles
     np.testing.assert_allclose(again, before, rtol=1e-6)
 
 
-def test_the_anchor_averages_its_seeds_quantiles(bench: ModuleType) -> None:
-    panel = make_panel()
+def test_the_anchor_averages_its_seeds_quantiles(bench: ModuleType, anchor_panel: Panel) -> None:
+    panel = anchor_panel
     history = bench.long_frame(panel, [0, 1], NAMES, end=30)
     alone = [
         tiny_anchor(bench, [seed]).fit(panel, [0, 1], NAMES, end=28).predict(3, history)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def keepalive(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCHMARKS))  # it imports two_tower_serving, as when run
-        return load_benchmark("two_tower_serving_keepalive.py")
+    return load_benchmark("two_tower_serving_keepalive.py")
 
 
 def test_keep_alive_values_are_parsed_and_bad_ones_refused(
