@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from towerkit.core.registry import ModelRegistry
-from towerkit.forecast.backtest import EvalRows, MethodForecast, mase_ratio, score
+from towerkit.forecast.backtest import (
+    EvalRows,
+    MethodForecast,
+    mase_ratio,
+    naive_scales,
+    row_mase,
+    score,
+)
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.recipe import load_recipe, train
 
@@ -110,8 +117,29 @@ def compare(rows: EvalRows, methods: dict[str, MethodForecast], names: list[str]
         "test": {n: s["overall"] for n, s in scores.items()},
         "per_target": {n: {t: s[t]["mase"] for t in names} for n, s in scores.items()},
         "ratio_to_theta": {n: str(r) for n, r in ratios.items()},
+        "by_scale": by_scale(rows, methods),
         "rows": len(rows),
     }
+
+
+def by_scale(rows: EvalRows, methods: dict[str, MethodForecast], parts: int = 3) -> dict[str, Any]:
+    """MASE and MAE within equal-count groups of rows by their series' scale (MASE's
+    denominator, the mean absolute monthly change): MASE weighs every row alike, MAE in counts
+    is led by the large series, so the two can rank methods differently."""
+    scales = naive_scales(rows)
+    order = np.argsort(scales, kind="stable")
+    groups = np.array_split(order, parts)
+    out: dict[str, Any] = {
+        "scales": [f"{scales[g].min():.3g}..{scales[g].max():.3g}" for g in groups],
+        "rows": [len(g) for g in groups],
+    }
+    for name, forecast in methods.items():
+        mase, mae = row_mase(rows, forecast), np.abs(rows.truth - forecast.point).mean(axis=1)
+        out[name] = {
+            "mase": [float(mase[g].mean()) for g in groups],
+            "mae": [float(mae[g].mean()) for g in groups],
+        }
+    return out
 
 
 def markdown(header: list[str], body: list[list[str]]) -> str:
@@ -120,7 +148,8 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
 
 
 def print_test(result: dict[str, Any], names: list[str]) -> None:
-    """The test tables of :func:`compare`'s result: overall, then MASE per target."""
+    """The test tables of :func:`compare`'s result: overall, MASE per target, then MASE and MAE
+    by the series' scale."""
     ratios = result["ratio_to_theta"]
     body = [
         [n, *(f"{s[k]:.4g}" for k in KEYS), ratios.get(n, "1")] for n, s in result["test"].items()
@@ -128,4 +157,14 @@ def print_test(result: dict[str, Any], names: list[str]) -> None:
     print(markdown(["method (test)", *KEYS, "MASE / Theta"], body) + "\n")
     per_target = result["per_target"]
     body = [[t, *(f"{per_target[n][t]:.3f}" for n in per_target)] for t in names]
-    print(markdown(["target (test MASE)", *per_target], body))
+    print(markdown(["target (test MASE)", *per_target], body) + "\n")
+    groups = result["by_scale"]
+    header = ["series scale (rows)", *(f"{n} MASE / MAE" for n in per_target)]
+    body = [
+        [
+            f"{scale} ({count})",
+            *(f"{groups[n]['mase'][i]:.3f} / {groups[n]['mae'][i]:.4g}" for n in per_target),
+        ]
+        for i, (scale, count) in enumerate(zip(groups["scales"], groups["rows"], strict=True))
+    ]
+    print(markdown(header, body))
