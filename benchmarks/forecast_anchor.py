@@ -24,9 +24,8 @@ from towerkit.core.registry import ModelRegistry
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
+    by_scale,
     mase_ratio,
-    naive_scales,
-    row_mase,
     score,
 )
 from towerkit.forecast.dataset import Panel
@@ -117,29 +116,9 @@ def compare(rows: EvalRows, methods: dict[str, MethodForecast], names: list[str]
         "test": {n: s["overall"] for n, s in scores.items()},
         "per_target": {n: {t: s[t]["mase"] for t in names} for n, s in scores.items()},
         "ratio_to_theta": {n: str(r) for n, r in ratios.items()},
-        "by_scale": by_scale(rows, methods),
+        "by_scale": {n: by_scale(rows, f) for n, f in methods.items()},
         "rows": len(rows),
     }
-
-
-def by_scale(rows: EvalRows, methods: dict[str, MethodForecast], parts: int = 3) -> dict[str, Any]:
-    """MASE and MAE within equal-count groups of rows by their series' scale (MASE's
-    denominator, the mean absolute monthly change): MASE weighs every row alike, MAE in counts
-    is led by the large series, so the two can rank methods differently."""
-    scales = naive_scales(rows)
-    order = np.argsort(scales, kind="stable")
-    groups = np.array_split(order, parts)
-    out: dict[str, Any] = {
-        "scales": [f"{scales[g].min():.3g}..{scales[g].max():.3g}" for g in groups],
-        "rows": [len(g) for g in groups],
-    }
-    for name, forecast in methods.items():
-        mase, mae = row_mase(rows, forecast), np.abs(rows.truth - forecast.point).mean(axis=1)
-        out[name] = {
-            "mase": [float(mase[g].mean()) for g in groups],
-            "mae": [float(mae[g].mean()) for g in groups],
-        }
-    return out
 
 
 def markdown(header: list[str], body: list[list[str]]) -> str:
@@ -160,11 +139,14 @@ def print_test(result: dict[str, Any], names: list[str]) -> None:
     print(markdown(["target (test MASE)", *per_target], body) + "\n")
     groups = result["by_scale"]
     header = ["series scale (rows)", *(f"{n} MASE / MAE" for n in per_target)]
+    first = groups[next(iter(per_target))]
     body = [
         [
-            f"{scale} ({count})",
+            f"{low:.3g}..{high:.3g} ({int(count)})",
             *(f"{groups[n]['mase'][i]:.3f} / {groups[n]['mae'][i]:.4g}" for n in per_target),
         ]
-        for i, (scale, count) in enumerate(zip(groups["scales"], groups["rows"], strict=True))
+        for i, (low, high, count) in enumerate(
+            zip(first["scale_low"], first["scale_high"], first["rows"], strict=True)
+        )
     ]
     print(markdown(header, body))

@@ -14,6 +14,7 @@ from towerkit.forecast.backtest import (
     MethodForecast,
     baseline_forecasts,
     build_rows,
+    by_scale,
     mase_by_cutoff,
     mase_by_repository,
     mase_ratio,
@@ -225,3 +226,25 @@ def test_mase_by_repository_weighs_up_to_the_overall_mase() -> None:
     overall = score(rows, forecast, ["a"])["overall"]["mase"]
     weighted = sum(n * m for n, m in found.values()) / len(rows)
     assert weighted == pytest.approx(overall)
+
+
+def test_by_scale_splits_rows_into_equal_groups_from_the_smallest_series_up() -> None:
+    rows = _synthetic_rows(7, 3)  # 21 rows: three groups of 7
+    rows.histories = [h * (1 + i) for i, h in enumerate(rows.histories)]  # scales grow with i
+    rows.truth = rows.truth * np.arange(1, 22)[:, None]
+    last = np.array([h[-1] for h in rows.histories])[:, None].repeat(3, axis=1)
+    found = by_scale(rows, _point(last))
+    scales = naive_scales(rows)
+    assert found["rows"] == [7.0, 7.0, 7.0]
+    assert found["scale_low"][0] == scales.min() and found["scale_high"][2] == scales.max()
+    assert found["scale_high"][0] <= found["scale_low"][1]  # ordered, not overlapping
+    per_row_mae = np.abs(rows.truth - last).mean(axis=1)
+    order = np.argsort(scales)
+    assert found["mae"][2] == pytest.approx(per_row_mae[order[14:]].mean())
+    overall = score(rows, _point(last), ["a"])["overall"]["mase"]
+    assert np.dot(found["mase"], found["rows"]) / len(rows) == pytest.approx(overall)
+    two = by_scale(
+        EvalRows(rows.pairs, rows.window[:2], rows.target[:2], rows.truth[:2], rows.histories[:2]),
+        _point(last[:2]),
+    )
+    assert two["rows"] == [1.0, 1.0]  # fewer rows than groups: a group per row

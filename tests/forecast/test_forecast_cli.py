@@ -10,6 +10,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from towerkit.cli import main
@@ -208,6 +209,12 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert "## MASE (p10..p90 coverage) per horizon month" in markdown
     assert "MASE (p10..p90 coverage) per horizon month" in out
     assert (backtest.parent / "plots" / "mase_by_horizon.png").stat().st_size > 1000
+    by_scale = report["by_scale"]["dual tower"]
+    assert sum(by_scale["rows"]) == scores["dual tower"]["overall"]["n_series"]
+    weighted = np.dot(by_scale["mase"], by_scale["rows"]) / sum(by_scale["rows"])
+    assert weighted == pytest.approx(scores["dual tower"]["overall"]["mase"])
+    assert by_scale["scale_high"][0] <= by_scale["scale_low"][2]
+    assert "## MASE / MAE by series scale" in markdown
     assert (
         main(["forecast", "predict", "forecast-dualtower", "--repo", "AdguardTeam/AdguardFilters"])
         == 0

@@ -215,6 +215,24 @@ def per_horizon(rows: EvalRows, forecast: MethodForecast) -> dict[str, list[floa
     }
 
 
+def by_scale(rows: EvalRows, forecast: MethodForecast, parts: int = 3) -> dict[str, list[float]]:
+    """MASE and MAE in ``parts`` equal-count groups of rows, from the smallest series' scale
+    (MASE's denominator) to the largest, with each group's scale range and row count. MASE
+    weighs every row alike and MAE in counts is led by the large series, so the two can rank
+    methods differently; this shows where. The row-weighted mean of the groups' MASEs is the
+    overall MASE."""
+    scales = naive_scales(rows)
+    groups = np.array_split(np.argsort(scales, kind="stable"), max(1, min(parts, len(rows))))
+    mase, mae = row_mase(rows, forecast), np.abs(rows.truth - forecast.point).mean(axis=1)
+    return {
+        "scale_low": [float(scales[g].min()) for g in groups],
+        "scale_high": [float(scales[g].max()) for g in groups],
+        "rows": [float(len(g)) for g in groups],
+        "mase": [float(mase[g].mean()) for g in groups],
+        "mae": [float(mae[g].mean()) for g in groups],
+    }
+
+
 def mase_by_cutoff(
     rows: EvalRows, forecast: MethodForecast, target: int | None = None
 ) -> dict[int, float]:

@@ -17,6 +17,7 @@ from towerkit.forecast.backtest import (
     RatioInterval,
     baseline_forecasts,
     build_rows,
+    by_scale,
     mase_by_cutoff,
     mase_by_repository,
     mase_ratio,
@@ -45,6 +46,7 @@ class Backtest:
     reference: str = ""  # the full-set baseline with the lowest overall MASE
     ratios: dict[str, RatioInterval] = field(default_factory=dict)  # model -> MASE / reference
     horizons: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> per h
+    scales: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> by scale
     recalibrate: int = 0  # the dual tower's cutoffs recalibrated from this many known cutoffs
     cutoffs: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> month -> MASE
     # method -> repository -> MASE over its rows
@@ -114,6 +116,7 @@ def run_backtest(
     full = {n: f for n, f in forecasts.items() if not np.isnan(f.quantiles).any()}
     result = Backtest(rows, forecasts, {n: score(rows, f, targets) for n, f in full.items()})
     result.horizons = {n: per_horizon(rows, f) for n, f in full.items()}
+    result.scales = {n: by_scale(rows, f) for n, f in full.items()}
     label = data.panel.label
     result.cutoffs = {
         n: {label(c): m for c, m in mase_by_cutoff(rows, f).items()} for n, f in full.items()
@@ -237,6 +240,24 @@ def _horizon_table(result: Backtest) -> list[str]:
     return lines
 
 
+def _scale_table(result: Backtest) -> list[str]:
+    """A row per third of the rows by series scale: where MASE and MAE rank methods apart."""
+    methods = sorted(result.scales, key=lambda n: result.overall(n)["mase"])
+    groups = result.scales[methods[0]]
+    lines = [
+        "## MASE / MAE by series scale (thirds of the rows by MASE's denominator, the mean "
+        "absolute monthly change of the history)",
+        "| scale (rows) | " + " | ".join(methods) + " |",
+        "|---" * (len(methods) + 1) + "|",
+    ]
+    for i, (low, high) in enumerate(zip(groups["scale_low"], groups["scale_high"], strict=True)):
+        cells = " | ".join(
+            f"{result.scales[m]['mase'][i]:.3f} / {result.scales[m]['mae'][i]:.4g}" for m in methods
+        )
+        lines.append(f"| {low:.3g}..{high:.3g} ({int(groups['rows'][i])}) | {cells} |")
+    return lines
+
+
 def _cutoff_table(result: Backtest) -> list[str]:
     """A row per test cutoff: each method's MASE over its rows, where one month's data (say a
     gap in the source, or a turn in the trend) moves every method at once."""
@@ -292,6 +313,8 @@ def write_report(
         "",
         *_horizon_table(result),
         "",
+        *_scale_table(result),
+        "",
         *_cutoff_table(result),
         *_repository_lines(result),
         *_ratio_lines(result),
@@ -314,6 +337,7 @@ def write_report(
             "reference": result.reference,
             "ratios": {n: asdict(r) for n, r in result.ratios.items()},
             "per_horizon": result.horizons,
+            "by_scale": result.scales,
             "recalibrate": result.recalibrate,
             "per_cutoff": result.cutoffs,
             "per_repository": result.repositories,
