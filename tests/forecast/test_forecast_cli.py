@@ -215,6 +215,14 @@ def test_prepare_train_evaluate_predict(capsys: pytest.CaptureFixture[str]) -> N
     assert weighted == pytest.approx(scores["dual tower"]["overall"]["mase"])
     assert by_scale["scale_high"][0] <= by_scale["scale_low"][2]
     assert "## MASE / MAE by series scale" in markdown
+    assert "MASE / MAE by series scale" in out
+    cells = [f"{m:.3f} / {a:.4g}" for m, a in zip(by_scale["mase"], by_scale["mae"], strict=True)]
+    dual_row = next(
+        line
+        for line in markdown.splitlines()
+        if line.startswith("| dual tower | ") and " / " in line
+    )
+    assert dual_row == "| dual tower | " + " | ".join(cells) + " |"
     assert (
         main(["forecast", "predict", "forecast-dualtower", "--repo", "AdguardTeam/AdguardFilters"])
         == 0

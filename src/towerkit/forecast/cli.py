@@ -18,6 +18,7 @@ from towerkit.core.errors import TowerkitError
 
 if TYPE_CHECKING:
     from towerkit.forecast.data import ForecastData
+    from towerkit.forecast.evaluation import Backtest
     from towerkit.forecast.recipe import LoadedForecaster
 
 app = typer.Typer(no_args_is_help=True, help=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -155,12 +156,7 @@ def evaluate_command(
     """Rolling-origin backtest on the test cutoffs beside the statsforecast baselines."""
     from towerkit.core.config import load_config
     from towerkit.forecast.data import load_data
-    from towerkit.forecast.evaluation import (
-        METRICS,
-        horizon_cells,
-        recalibration_lines,
-        run_backtest,
-    )
+    from towerkit.forecast.evaluation import run_backtest
     from towerkit.forecast.recipe import ForecastRecipeConfig, load_forecaster
 
     loaded = load_forecaster(model)
@@ -176,23 +172,44 @@ def evaluate_command(
     )
     target = out or (loaded.run_dir or Path(".")) / "backtest"
     result = run_backtest(models, config, data, target)
-    table = Table(title=f"backtest of {loaded.label} ({len(result.rows)} rows)")
+    _print_backtest(result, loaded.label)
+
+
+def _print_backtest(result: Backtest, label: str) -> None:
+    """The backtest's tables on the console; the files hold more (per cutoff, per repository)."""
+    from towerkit.forecast.evaluation import (
+        METRICS,
+        horizon_cells,
+        recalibration_lines,
+        scale_cells,
+        scale_headers,
+    )
+
+    table = Table(title=f"backtest of {label} ({len(result.rows)} rows)")
     table.add_column("method")
     for key in METRICS:  # the band's misses under short headers: the table fits 80 columns
         table.add_column(
             {"below_p10": "< p10", "above_p90": "> p90"}.get(key, key), justify="right"
         )
-    for method, scores in sorted(result.scores.items(), key=lambda kv: kv[1]["overall"]["mase"]):
-        table.add_row(method, *(f"{scores['overall'][k]:.4g}" for k in METRICS))
+    order = sorted(result.scores, key=lambda n: result.overall(n)["mase"])
+    for method in order:
+        table.add_row(method, *(f"{result.overall(method)[k]:.4g}" for k in METRICS))
     console.print(table)
     months = len(next(iter(result.horizons.values()))["mase"])
     by_month = Table(title="MASE (p10..p90 coverage) per horizon month")
     by_month.add_column("method")
     for h in range(months):
         by_month.add_column(f"month {h + 1}", justify="right")
-    for method in sorted(result.scores, key=lambda n: result.scores[n]["overall"]["mase"]):
+    for method in order:
         by_month.add_row(method, *horizon_cells(result.horizons[method]))
     console.print(by_month)
+    by_size = Table(title="MASE / MAE by series scale (thirds of the rows; scale range, rows)")
+    by_size.add_column("method")
+    for header in scale_headers(result.scales[order[0]]):
+        by_size.add_column(header, justify="right")
+    for method in order:
+        by_size.add_row(method, *scale_cells(result.scales[method]))
+    console.print(by_size)
     for line in recalibration_lines(result.recalibrate)[:1]:
         console.print(line)
     for name, ratio in sorted(result.ratios.items(), key=lambda kv: kv[1].ratio):

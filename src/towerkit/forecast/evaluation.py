@@ -240,21 +240,29 @@ def _horizon_table(result: Backtest) -> list[str]:
     return lines
 
 
+def scale_headers(groups: dict[str, list[float]]) -> list[str]:
+    """``low..high (rows)`` of each group of :func:`~towerkit.forecast.backtest.by_scale`."""
+    spans = zip(groups["scale_low"], groups["scale_high"], groups["rows"], strict=True)
+    return [f"{low:.3g}..{high:.3g} ({int(rows)})" for low, high, rows in spans]
+
+
+def scale_cells(groups: dict[str, list[float]]) -> list[str]:
+    """``MASE / MAE`` of each group of rows by series scale."""
+    return [f"{m:.3f} / {a:.4g}" for m, a in zip(groups["mase"], groups["mae"], strict=True)]
+
+
 def _scale_table(result: Backtest) -> list[str]:
-    """A row per third of the rows by series scale: where MASE and MAE rank methods apart."""
+    """MASE / MAE per third of the rows by series scale: where the two rank methods apart."""
     methods = sorted(result.scales, key=lambda n: result.overall(n)["mase"])
-    groups = result.scales[methods[0]]
+    headers = scale_headers(result.scales[methods[0]])
     lines = [
         "## MASE / MAE by series scale (thirds of the rows by MASE's denominator, the mean "
-        "absolute monthly change of the history)",
-        "| scale (rows) | " + " | ".join(methods) + " |",
-        "|---" * (len(methods) + 1) + "|",
+        "absolute monthly change of the history; scale range and rows in each header)",
+        "| method | " + " | ".join(headers) + " |",
+        "|---" * (len(headers) + 1) + "|",
     ]
-    for i, (low, high) in enumerate(zip(groups["scale_low"], groups["scale_high"], strict=True)):
-        cells = " | ".join(
-            f"{result.scales[m]['mase'][i]:.3f} / {result.scales[m]['mae'][i]:.4g}" for m in methods
-        )
-        lines.append(f"| {low:.3g}..{high:.3g} ({int(groups['rows'][i])}) | {cells} |")
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(scale_cells(result.scales[method])) + " |")
     return lines
 
 
