@@ -24,12 +24,15 @@ from towerkit.core.registry import ModelRegistry
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
+    baseline_forecasts,
+    build_rows,
     by_scale,
     mase_ratio,
     score,
 )
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.recipe import load_recipe, train
+from towerkit.forecast.windows import window_index
 
 LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 KEYS = ["mase", "smape", "mae", "pinball", "coverage"]
@@ -96,6 +99,22 @@ def train_dual_tower(config_path: Path, out: Path) -> tuple[Any, Any]:
     config.trainer.progress = False
     registry = ModelRegistry(out / "registry.db")
     return config, train(config, registry=registry, runs_root=out, progress=False)
+
+
+def validation_rows(config: Any, data: Any) -> EvalRows:
+    """The rows of the validation cutoffs, where an anchor's settings are chosen: none of their
+    target months reaches the first test cutoff."""
+    panel, splits, h = data.panel, data.splits, config.data.horizon
+    pairs = window_index(panel, splits.val, config.data.min_history, h)
+    assert pairs[:, 1].max() + h <= min(splits.test), "a validation truth reaches the test"
+    return build_rows(panel, pairs, data.target_idx, h)
+
+
+def theta_scores(data: Any, rows: EvalRows, names: list[str]) -> dict[str, float]:
+    """Theta's overall scores on ``rows``: the reference beside an anchor's validation table."""
+    h = rows.truth.shape[1]
+    theta, _ = baseline_forecasts(data.panel, rows, ["Theta"], h)
+    return score(rows, theta["Theta"], names)["overall"]
 
 
 def run_facts() -> dict[str, str]:

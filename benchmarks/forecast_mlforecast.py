@@ -50,20 +50,19 @@ from forecast_anchor import (  # benchmarks/ is sys.path[0] when run
     markdown,
     print_test,
     run_facts,
+    theta_scores,
     train_dual_tower,
+    validation_rows,
 )
 from towerkit.core.io import write_json_atomic
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
-    baseline_forecasts,
-    build_rows,
     score,
 )
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.evaluation import run_backtest
 from towerkit.forecast.recipe import default_config_path
-from towerkit.forecast.windows import window_index
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench" / "forecast-mlforecast"
@@ -194,9 +193,7 @@ def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, lis
     """Validation windows only: every scaling with the default setting, then every setting with
     the best scaling; the lowest overall MASE wins. Theta's on the same rows for reference."""
     panel, splits, names, h = data.panel, data.splits, config.data.targets, config.data.horizon
-    pairs = window_index(panel, splits.val, config.data.min_history, h)
-    assert pairs[:, 1].max() + h <= min(splits.test), "a validation truth reaches the test"
-    rows = build_rows(panel, pairs, data.target_idx, h)
+    rows = validation_rows(config, data)
     table: list[dict[str, Any]] = []
 
     def judge(anchor: Anchor) -> float:
@@ -218,9 +215,8 @@ def select(config: Any, data: Any, threads: int, seed: int) -> tuple[Anchor, lis
     more = (dataclasses.replace(best, setting=n) for n in SETTINGS if n != DEFAULT)
     second = {best: first[best], **{a: judge(a) for a in more}}
     best = min(second, key=second.__getitem__)
-    theta, _ = baseline_forecasts(panel, rows, ["Theta"], h)
-    overall = score(rows, theta["Theta"], names)["overall"]
-    table.append({"scaling": "(Theta, for reference)", "setting": "", **overall})
+    reference = theta_scores(data, rows, names)
+    table.append({"scaling": "(Theta, for reference)", "setting": "", **reference})
     return best, table
 
 

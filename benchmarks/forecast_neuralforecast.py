@@ -48,20 +48,19 @@ from forecast_anchor import (  # benchmarks/ is sys.path[0] when run
     markdown,
     print_test,
     run_facts,
+    theta_scores,
     train_dual_tower,
+    validation_rows,
 )
 from towerkit.core.io import write_json_atomic
 from towerkit.forecast.backtest import (
     EvalRows,
     MethodForecast,
-    baseline_forecasts,
-    build_rows,
     score,
 )
 from towerkit.forecast.dataset import Panel
 from towerkit.forecast.evaluation import run_backtest
 from towerkit.forecast.recipe import default_config_path
-from towerkit.forecast.windows import window_index
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench" / "forecast-neuralforecast"
@@ -155,27 +154,25 @@ def select(config: Any, data: Any, threads: int) -> tuple[Candidate, list[dict[s
     """Validation windows only: every candidate (seed 0); the lowest overall MASE wins.
     Theta's on the same rows for reference."""
     panel, splits, names, h = data.panel, data.splits, config.data.targets, config.data.horizon
-    pairs = window_index(panel, splits.val, config.data.min_history, h)
-    assert pairs[:, 1].max() + h <= min(splits.test), "a validation truth reaches the test"
-    rows = build_rows(panel, pairs, data.target_idx, h)
+    rows = validation_rows(config, data)
     table: list[dict[str, Any]] = []
-    found: dict[Candidate, float] = {}
-    for candidate in CANDIDATES:
+
+    def judge(candidate: Candidate) -> float:
         started = time.perf_counter()
-        fitted = Anchor(candidate, [0], h, threads).fit(
-            panel, data.target_idx, names, splits.val[0]
+        fitted = Anchor(candidate, [0], h, threads)
+        fitted.fit(panel, data.target_idx, names, splits.val[0])
+        found = forecast_rows(
+            lambda _: fitted, panel, rows, data.target_idx, names, h, candidate.label
         )
-        forecast = forecast_rows(
-            lambda _, a=fitted: a, panel, rows, data.target_idx, names, h, candidate.label
-        )
-        overall = score(rows, forecast, names)["overall"]
+        overall = score(rows, found, names)["overall"]
         seconds = time.perf_counter() - started
         table.append({"method": candidate.label, "seconds": seconds, **overall})
         print(f"validation, {candidate.label}: MASE {overall['mase']:.4f} ({seconds:.0f} s)")
-        found[candidate] = float(overall["mase"])
-    theta, _ = baseline_forecasts(panel, rows, ["Theta"], h)
-    overall = score(rows, theta["Theta"], names)["overall"]
-    table.append({"method": "(Theta, for reference)", "seconds": 0.0, **overall})
+        return float(overall["mase"])
+
+    found = {candidate: judge(candidate) for candidate in CANDIDATES}
+    reference = theta_scores(data, rows, names)
+    table.append({"method": "(Theta, for reference)", "seconds": 0.0, **reference})
     return min(found, key=found.__getitem__), table
 
 
