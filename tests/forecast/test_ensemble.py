@@ -64,6 +64,13 @@ def test_recipe_ensemble_equals_the_single_runs_of_its_seeds(
         torch.from_numpy(predict_scaled(joined.model, val)), (each[0] + each[1]) / 2
     )
     assert not torch.allclose(each[0], each[1])
+    # ``selected`` is the ensemble before the refit, the one the validation numbers are of
+    assert joined.selected is not None and joined.selected is not joined.model
+    from towerkit.forecast.recipe import _val_metrics
+
+    assert _val_metrics(joined.selected, joined.data)["mase"] == joined.metrics["val_mase"]
+    refitted = predict_scaled(joined.model, val)
+    assert not np.allclose(predict_scaled(joined.selected, val), refitted)
     assert joined.version is not None
     from towerkit.forecast.recipe import load_forecaster
 

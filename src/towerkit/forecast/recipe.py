@@ -142,6 +142,9 @@ class TrainResult:
     config: ForecastRecipeConfig
     plots: list[Path]
     seconds: float
+    # the members as selected on the validation windows, before any refit: the model to score
+    # on those windows (``model`` itself with one member and no refit, its calibration included)
+    selected: DualTowerForecaster | None = None
 
 
 def default_config_path(kind: str = "quick") -> Path:
@@ -357,9 +360,8 @@ def train(
         registry=registry or ModelRegistry(),
     )
     plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
-    return TrainResult(
-        run_dir, metrics, version, data, model, config, plots, time.perf_counter() - started
-    )
+    seconds = time.perf_counter() - started
+    return TrainResult(run_dir, metrics, version, data, model, config, plots, seconds, selected)
 
 
 @dataclass
