@@ -25,7 +25,6 @@ to runs/bench/forecast-blend/.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -42,12 +41,11 @@ from forecast_anchor import (  # benchmarks/ is sys.path[0] when run
     train_dual_tower,
     validation_rows,
 )
-from forecast_neuralforecast import Anchor, Candidate, quiet_lightning
+from forecast_neuralforecast import Anchor, Candidate, load_neuralforecast, parse_args
 from towerkit.core.io import write_json_atomic
 from towerkit.forecast.backtest import EvalRows, MethodForecast, model_forecast, naive_scales, score
 from towerkit.forecast.data import predict_scaled, to_raw
 from towerkit.forecast.evaluation import run_backtest
-from towerkit.forecast.recipe import default_config_path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "bench" / "forecast-blend"
@@ -167,26 +165,9 @@ def report(result: dict[str, Any], names: list[str]) -> None:
     print(f"\nweights: {result['weights']}; {result['rows']} test rows; {minutes:.1f} min")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, default=default_config_path("full"))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=3, help="N-BEATS networks averaged")
-    args = parser.parse_args(argv)
-    if args.seeds < 1 or args.threads < 1:
-        parser.error(f"--seeds, --threads: expected >= 1, got {args.seeds}, {args.threads}")
-    return args
-
-
 def main() -> None:
-    args = parse_args()
-    try:
-        import neuralforecast
-    except ImportError as missing:
-        raise SystemExit(
-            "forecast_blend: needs neuralforecast: .venv/bin/pip install -e '.[bench]'"
-        ) from missing
-    quiet_lightning()
+    args = parse_args(doc=__doc__)
+    version = load_neuralforecast("forecast_blend")
     started, facts = time.perf_counter(), run_facts()
     config, trained = train_dual_tower(args.config, OUT)
     chosen, edges = validation(config, trained, args.threads, args.seeds)
@@ -194,7 +175,7 @@ def main() -> None:
     anchor = Anchor(NBEATS, list(range(args.seeds)), config.data.horizon, args.threads)
     result = {
         **facts,
-        "neuralforecast": neuralforecast.__version__,
+        "neuralforecast": version,
         "nbeats": f"{NBEATS.label}, mean of {args.seeds} seed(s)",
         **chosen,
         **test_read(config, trained, anchor, chosen["weights"], edges),

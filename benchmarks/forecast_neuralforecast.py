@@ -202,8 +202,9 @@ def report(result: dict[str, Any], names: list[str]) -> None:
     print(f"\n{result['rows']} rows; chosen: {result['chosen']}; {minutes:.1f} min")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None = None, doc: str | None = __doc__) -> argparse.Namespace:
+    """The arguments of this script, or of another that fits N-BEATS (its docstring ``doc``)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     parser.add_argument("--config", type=Path, default=default_config_path("full"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3, help="networks averaged on the test")
@@ -213,20 +214,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def main() -> None:
-    args = parse_args()
+def load_neuralforecast(script: str) -> str:
+    """neuralforecast's version, with Lightning's logging quietened; a clear exit without it."""
     try:
         import neuralforecast
     except ImportError as missing:
         raise SystemExit(
-            "forecast_neuralforecast: needs neuralforecast: .venv/bin/pip install -e '.[bench]'"
+            f"{script}: needs neuralforecast: .venv/bin/pip install -e '.[bench]'"
         ) from missing
-    quiet_lightning()
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return str(neuralforecast.__version__)
+
+
+def main() -> None:
+    args = parse_args()
+    version = load_neuralforecast("forecast_neuralforecast")
     started, facts = time.perf_counter(), run_facts()
     config, trained = train_dual_tower(args.config, OUT)
     chosen, validation = select(config, trained.data, args.threads)
@@ -234,7 +237,7 @@ def main() -> None:
     rows, methods = test_read(config, trained, anchor)
     result = {
         **facts,
-        "neuralforecast": neuralforecast.__version__,
+        "neuralforecast": version,
         "chosen": f"{chosen.label}, mean of {args.seeds} seed(s)",
         "validation": validation,
         **compare(rows, methods, config.data.targets),

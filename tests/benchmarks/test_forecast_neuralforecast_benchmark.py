@@ -20,7 +20,9 @@ NAMES = ["activity", "stars"]  # conftest.ANCHOR_TARGETS
 @pytest.fixture(scope="module")
 def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
     module = load_benchmark("forecast_neuralforecast.py")
-    module.quiet_lightning()
+    import neuralforecast
+
+    assert module.load_neuralforecast("test") == neuralforecast.__version__
     return module
 
 

@@ -1,5 +1,6 @@
 """The forecast text tower's embedding cache: computed once per text, read back from disk, one
-file per encoder whatever characters the encoder's name holds."""
+file per encoder whatever characters the encoder's name holds, and a text's vector the same
+whatever was embedded beside it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import towerkit.forecast.text as text_module
+from towerkit.core.errors import TowerkitError
 from towerkit.forecast.text import EmbeddingCache
 
 
@@ -57,3 +59,17 @@ def test_one_cache_file_per_encoder(
 ) -> None:
     monkeypatch.setenv("TOWERKIT_HOME", str(tmp_path))
     assert EmbeddingCache(encoder_name).path == tmp_path / "cache" / "forecast" / file_name
+
+
+def test_a_texts_vector_does_not_depend_on_what_was_embedded_beside_it(tmp_path: Path) -> None:
+    text = "activity rising, new issues falling, pull requests steady"
+    longer = text + "; organisations: " + ", ".join(f"org{i}.com" for i in range(40))
+    beside = EmbeddingCache("all-minilm-l6-v2", tmp_path / "beside.npz")
+    try:
+        together = beside.embed([text, longer, "x"], progress=False)
+    except TowerkitError as exc:  # the encoder package is absent here
+        pytest.skip(f"MiniLM unavailable: {exc}")
+    alone = EmbeddingCache("all-minilm-l6-v2", tmp_path / "alone.npz").embed([text], progress=False)
+    assert together.shape == (3, 384)
+    # bit for bit: a model retrained from either cache sees the same inputs
+    np.testing.assert_array_equal(alone[0], together[0])

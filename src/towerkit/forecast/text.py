@@ -142,8 +142,10 @@ class EmbeddingCache:
             task = bar.add_task(f"embed texts ({self.encoder})", total=len(texts))
             for start in range(0, len(texts), 256):
                 chunk = texts[start : start + 256]
+                # one text a batch: in a padded batch a vector moves (~1e-7) with its neighbours,
+                # so which texts were cached before would change a retrained model's numbers
                 vectors = model.encode(
-                    chunk, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+                    chunk, batch_size=1, normalize_embeddings=True, convert_to_numpy=True
                 )
                 for text, vector in zip(chunk, vectors, strict=True):
                     self._vectors[_key(text)] = np.asarray(vector, dtype=np.float32)
