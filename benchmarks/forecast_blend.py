@@ -66,6 +66,11 @@ def scale_edges(rows: EvalRows, parts: int = 3) -> np.ndarray:
     return np.quantile(naive_scales(rows), np.arange(1, parts) / parts)
 
 
+def scale_group(rows: EvalRows, edges: np.ndarray) -> np.ndarray:
+    """Each row's group by MASE's denominator (0: the smallest), from :func:`scale_edges`."""
+    return np.searchsorted(edges, naive_scales(rows), side="right")
+
+
 def choose_weights(
     rows: EvalRows,
     a: MethodForecast,
@@ -75,7 +80,7 @@ def choose_weights(
 ) -> list[float]:
     """For each group of rows by scale (``edges`` from :func:`scale_edges`; none: one group),
     the grid weight of ``b`` with the lowest MASE of the group's rows (ties: the smaller)."""
-    group = np.searchsorted(edges, naive_scales(rows), side="right")
+    group = scale_group(rows, edges)
     chosen = []
     for g in range(len(edges) + 1):
         at = np.flatnonzero(group == g)
@@ -102,13 +107,12 @@ def take(forecast: MethodForecast, at: np.ndarray) -> MethodForecast:
 
 def row_weights(rows: EvalRows, edges: np.ndarray, weights: list[float]) -> np.ndarray:
     """Each row's weight: its scale group's."""
-    return np.asarray(weights)[np.searchsorted(edges, naive_scales(rows), side="right")]
+    return np.asarray(weights)[scale_group(rows, edges)]
 
 
-def validation(
-    config: Any, trained: Any, threads: int, seeds: int
-) -> tuple[dict[str, Any], np.ndarray]:
-    """The weights, chosen on the validation rows, and every method's scores there."""
+def validation(config: Any, trained: Any, threads: int, seeds: int) -> dict[str, Any]:
+    """The weights (and the scale groups' edges), chosen on the validation rows, and every
+    method's scores there."""
     data, names, h = trained.data, config.data.targets, config.data.horizon
     rows = validation_rows(config, data)
     assert np.array_equal(rows.pairs, data.val.arrays.pairs), "rows and windows must align"
@@ -118,7 +122,7 @@ def validation(
     anchor = Anchor(NBEATS, list(range(seeds)), h, threads).fit(
         data.panel, data.target_idx, names, data.splits.val[0]
     )
-    nbeats = forecast_rows(lambda _: anchor, data.panel, rows, data.target_idx, names, h, "N")
+    nbeats = forecast_rows(lambda _: anchor, data.panel, rows, data.target_idx, names, h, "N-BEATS")
     edges = scale_edges(rows)
     single = choose_weights(rows, tower, nbeats, np.array([]), names)
     by_scale = choose_weights(rows, tower, nbeats, edges, names)
@@ -131,13 +135,11 @@ def validation(
     table = {n: score(rows, MethodForecast(n, q), names)["overall"] for n, q in methods.items()}
     table["Theta"] = theta_scores(data, rows, names)
     chosen = {"single": single, "by_scale": by_scale, "edges": edges.tolist()}
-    return {"validation": table, "weights": chosen, "validation_rows": len(rows)}, edges
+    return {"validation": table, "weights": chosen, "validation_rows": len(rows)}
 
 
-def test_read(
-    config: Any, trained: Any, anchor: Anchor, weights: dict[str, Any], edges: np.ndarray
-) -> dict[str, Any]:
-    """Every method on the test rows, read once."""
+def test_read(config: Any, trained: Any, anchor: Anchor, weights: dict[str, Any]) -> dict[str, Any]:
+    """Every method on the test rows, read once, blended with ``weights`` from validation."""
     data, names, h = trained.data, config.data.targets, config.data.horizon
     backtest = run_backtest([trained.model], config, data, OUT / "backtest", progress=False)
     rows, panel, idx = backtest.rows, data.panel, data.target_idx
@@ -145,7 +147,7 @@ def test_read(
     nbeats = forecast_rows(lambda _: anchor, panel, rows, idx, names, h, name="N-BEATS")
     tower = backtest.forecasts["dual tower"]
     single = weights["single"][0]
-    by_scale = row_weights(rows, edges, weights["by_scale"])
+    by_scale = row_weights(rows, np.asarray(weights["edges"]), weights["by_scale"])
     methods = {
         "dual tower": tower,
         "N-BEATS": nbeats,
@@ -170,7 +172,7 @@ def main() -> None:
     version = load_neuralforecast("forecast_blend")
     started, facts = time.perf_counter(), run_facts()
     config, trained = train_dual_tower(args.config, OUT)
-    chosen, edges = validation(config, trained, args.threads, args.seeds)
+    chosen = validation(config, trained, args.threads, args.seeds)
     print(f"weights chosen on validation: {chosen['weights']}")
     anchor = Anchor(NBEATS, list(range(args.seeds)), config.data.horizon, args.threads)
     result = {
@@ -178,7 +180,7 @@ def main() -> None:
         "neuralforecast": version,
         "nbeats": f"{NBEATS.label}, mean of {args.seeds} seed(s)",
         **chosen,
-        **test_read(config, trained, anchor, chosen["weights"], edges),
+        **test_read(config, trained, anchor, chosen["weights"]),
         "seconds": time.perf_counter() - started,
     }
     write_json_atomic(ROOT / "runs" / "bench" / "forecast-blend.json", result)

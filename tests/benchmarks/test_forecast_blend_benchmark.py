@@ -55,7 +55,10 @@ def test_weights_by_scale_follow_which_forecaster_is_right_in_each_third(
     blend: ModuleType, rows: EvalRows
 ) -> None:
     edges = blend.scale_edges(rows)
-    group = np.searchsorted(edges, naive_scales(rows), side="right")
+    group = blend.scale_group(rows, edges)
+    scales = naive_scales(rows)  # group 0 the smallest series, group 2 the largest
+    assert scales[group == 0].max() <= scales[group == 1].min()
+    assert scales[group == 1].max() <= scales[group == 2].min()
     assert edges.shape == (2,) and set(np.bincount(group)) <= {len(rows) // 3, len(rows) // 3 + 1}
     noise = np.random.default_rng(3).normal(0.0, 5.0, size=rows.truth.shape) + 1.0
     small = (group == 0)[:, None]
